@@ -1,0 +1,37 @@
+# Every target sets itself up: a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+WHEELS := .cache/wheels
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	# Test references shipped as package data: lenscat's catalogue (the seed must equal it) and
+	# three real DR8 sweep FITS files inside the desitarget wheel (the converter must round-trip them).
+	$(BIN)/pip install --quiet --no-deps lenscat==1.1.3
+	$(BIN)/pip download --quiet --no-deps desitarget==4.4.0 -d $(WHEELS)
+	touch $@
+
+setup: $(STAMP)
+	$(BIN)/python -m stronglens.extensions
+
+run: setup
+	$(BIN)/stronglens run
+
+lint: setup
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m bench.catalog
+
+clean:
+	rm -rf target logs warehouse .pytest_cache

@@ -1,0 +1,125 @@
+{#-
+  Fail the build, naming the file and the problem, when the sweep inputs are unusable:
+  no file matches the glob, a required column is missing or has the wrong type
+  (seed `sweep_required_columns`), a coordinate is NaN/null/out of range, a key would overflow
+  galaxy_id, or (release, brickid, objid) is duplicated. Runs as a pre-hook of stg_dr10__sweeps so
+  nothing downstream is built from garbage. Row checks can be switched off with
+  `validate_sweep_rows: false` for trusted inputs at full DR10 scale.
+-#}
+{% macro validate_sweeps(sweeps_glob) %}
+  {%- if execute -%}
+    {%- set how_to_fix = "Fix or remove the file, or point the `sweeps` var / STRONGLENS_SWEEPS at other files." -%}
+    {%- set files = run_query("select count(*) from glob('" ~ sweeps_glob ~ "')") -%}
+    {%- if files.rows[0][0] == 0 -%}
+      {{ exceptions.raise_compiler_error(
+          "No sweep files match '" ~ sweeps_glob ~ "'. Generate the embedded sky with "
+          ~ "`stronglens synth --out <dir>` or convert real sweeps with `stronglens convert-sweeps`, "
+          ~ "then set STRONGLENS_SWEEPS (or the `sweeps` var) to '<dir>/*.parquet'.") }}
+    {%- endif -%}
+
+    {%- set schema_sql -%}
+      with
+      file_schema as (
+          select file_name, lower(name) as column_name, duckdb_type
+          from parquet_schema('{{ sweeps_glob }}')
+      ),
+      files as (select distinct file_name from file_schema),
+      required as (select column_name, accepted_types from {{ ref('sweep_required_columns') }}),
+      problems as (
+          select
+              files.file_name,
+              required.column_name,
+              case
+                  when file_schema.column_name is null then 'missing column'
+                  else 'column has type ' || file_schema.duckdb_type
+                      || ', expected ' || replace(required.accepted_types, '|', ' or ')
+              end as problem
+          from files
+          cross join required
+          left join file_schema
+              on file_schema.file_name = files.file_name
+              and file_schema.column_name = required.column_name
+          where file_schema.column_name is null
+              or not list_contains(string_split(required.accepted_types, '|'), file_schema.duckdb_type)
+      )
+      select file_name, column_name, problem from problems order by file_name, column_name limit 20
+    {%- endset -%}
+    {%- set problems = run_query(schema_sql) -%}
+    {%- if problems.rows | length > 0 -%}
+      {%- set lines = [] -%}
+      {%- for row in problems.rows -%}
+        {%- do lines.append("  " ~ row[0] ~ ": column '" ~ row[1] ~ "': " ~ row[2]) -%}
+      {%- endfor -%}
+      {{ exceptions.raise_compiler_error(
+          "Sweep schema check failed (first " ~ (lines | length) ~ " problems):\n"
+          ~ (lines | join("\n")) ~ "\n" ~ how_to_fix) }}
+    {%- endif -%}
+
+    {%- if var('validate_sweep_rows', true) -%}
+      {%- set rows_sql -%}
+        with
+        sweeps as (
+            select filename, file_row_number, release, brickid, objid, ra, dec
+            from read_parquet('{{ sweeps_glob }}', filename = true, file_row_number = true)
+        ),
+        bad_coordinates as (
+            select
+                filename,
+                file_row_number,
+                case
+                    when ra is null or isnan(ra) or ra < 0 or ra > 360 then 'ra'
+                    else 'dec'
+                end as column_name,
+                'value ' || coalesce(cast(case
+                    when ra is null or isnan(ra) or ra < 0 or ra > 360 then ra else dec
+                end as varchar), 'NULL') || ' is not a valid coordinate' as problem
+            from sweeps
+            where ra is null or isnan(ra) or ra < 0 or ra > 360
+                or dec is null or isnan(dec) or dec < -90 or dec > 90
+            limit 10
+        ),
+        bad_keys as (
+            select
+                filename,
+                file_row_number,
+                'release/brickid/objid' as column_name,
+                'key (' || coalesce(cast(release as varchar), 'NULL') || ', '
+                    || coalesce(cast(brickid as varchar), 'NULL') || ', '
+                    || coalesce(cast(objid as varchar), 'NULL')
+                    || ') is null or out of range for galaxy_id' as problem
+            from sweeps
+            where release is null or brickid is null or objid is null
+                or release < 0 or release > 32767
+                or brickid < 0 or brickid >= 1000000 or objid < 0 or objid >= 1000000
+            limit 10
+        ),
+        duplicate_keys as (
+            select
+                min(filename) as filename,
+                min(file_row_number) as file_row_number,
+                'release/brickid/objid' as column_name,
+                'key (' || release || ', ' || brickid || ', ' || objid || ') appears '
+                    || count(*) || ' times (also in ' || max(filename) || ')' as problem
+            from sweeps
+            group by release, brickid, objid
+            having count(*) > 1
+            limit 10
+        )
+        select * from bad_coordinates
+        union all select * from bad_keys
+        union all select * from duplicate_keys
+        order by filename, file_row_number
+    {%- endset -%}
+      {%- set problems = run_query(rows_sql) -%}
+      {%- if problems.rows | length > 0 -%}
+        {%- set lines = [] -%}
+        {%- for row in problems.rows -%}
+          {%- do lines.append("  " ~ row[0] ~ " row " ~ row[1] ~ ": " ~ row[2] ~ ": " ~ row[3]) -%}
+        {%- endfor -%}
+        {{ exceptions.raise_compiler_error(
+            "Sweep row check failed (first " ~ (lines | length) ~ " problems):\n"
+            ~ (lines | join("\n")) ~ "\n" ~ how_to_fix) }}
+      {%- endif -%}
+    {%- endif -%}
+  {%- endif -%}
+{% endmacro %}

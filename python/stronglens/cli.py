@@ -1,0 +1,213 @@
+"""The ``stronglens`` command line: generate or convert sweeps, build, query and list builds."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stronglens import paths
+
+FORMATS = ("table", "csv", "json")
+
+
+def _git_commit(root: Path) -> str:
+    """The checkout's commit (with ``-dirty`` for uncommitted changes), recorded in ``build_runs``."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def _build_environment(sweeps: str | None) -> dict[str, str]:
+    """Environment for dbt: absolute warehouse paths, the sweeps glob and the git commit."""
+    root = paths.project_root()
+    home = paths.warehouse_home()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        paths.HOME_ENV: str(home),
+        paths.SWEEPS_ENV: sweeps or paths.sweeps_glob(),
+        "STRONGLENS_GIT_COMMIT": _git_commit(root),
+    }
+    return env
+
+
+def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) -> int:
+    """Run a dbt command in-process against this project and profile; return its exit code."""
+    from dbt.cli.main import dbtRunner
+
+    from stronglens.extensions import install_extensions
+
+    install_extensions()
+    os.environ.update(_build_environment(sweeps))
+    root = paths.project_root()
+    args = [command, "--project-dir", str(root), "--profiles-dir", str(root), *dbt_args]
+    result = dbtRunner().invoke(args)
+    if result.exception is not None:
+        print(f"stronglens: dbt {command} failed: {result.exception}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from stronglens.synth import generate_sky
+
+    options = {
+        "density": args.density,
+        "seed": args.seed,
+        "tiles": args.tiles,
+        "mag_limit": args.mag_limit,
+        "candidates_csv": args.candidates,
+    }
+    out = args.out or str(paths.default_sweeps_dir())
+    report = generate_sky(out, **{k: v for k, v in options.items() if v is not None})
+    print(report.summary())
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from stronglens.convert import convert_sweeps
+
+    inputs = [f for pattern in args.files for f in (sorted(glob.glob(pattern)) or [pattern])]
+    results = convert_sweeps(inputs, args.out, chunk_rows=args.chunk_rows, overwrite=args.overwrite)
+    converted = sum(r.status == "converted" for r in results)
+    print(f"{converted} converted, {len(results) - converted} already complete, "
+          f"{sum(r.rows for r in results):,} rows -> {args.out}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, dbt_args: list[str]) -> int:
+    return run_dbt("build", dbt_args, sweeps=args.sweeps)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job on the embedded default: generate the synthetic sky once, then build."""
+    sweeps_dir = paths.default_sweeps_dir()
+    if args.sweeps is None and not any(sweeps_dir.glob("*.parquet")):
+        from stronglens.synth import generate_sky
+
+        print(f"Generating the embedded DR10-like sky in {sweeps_dir} ...")
+        print(generate_sky(str(sweeps_dir)).summary())
+    return run_dbt("build", [], sweeps=args.sweeps)
+
+
+def _print_frame(frame, fmt: str) -> None:  # noqa: ANN001 - a pandas DataFrame
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        print(json.dumps(json.loads(frame.to_json(orient="records", date_format="iso")), indent=2))
+    else:
+        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from stronglens.warehouse import connect_lake, resolve_snapshot
+
+    con = connect_lake(resolve_snapshot(args.build))
+    try:
+        frame = con.execute(args.query).df()
+    finally:
+        con.close()
+    _print_frame(frame, args.format)
+    return 0
+
+
+def cmd_builds(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from stronglens.warehouse import connect_lake, list_builds
+
+    con = connect_lake()
+    try:
+        builds = list_builds(con)
+    finally:
+        con.close()
+    if not builds:
+        print("No builds recorded yet: run `stronglens build`.")
+        return 0
+    _print_frame(pd.DataFrame([b.__dict__ for b in builds]), args.format)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stronglens",
+        description="Strong-lens training-set warehouse over DESI Legacy Surveys DR10 (dbt + DuckDB).",
+        epilog=f"Warehouse folder: ${paths.HOME_ENV} (default ./warehouse). Sweeps: ${paths.SWEEPS_ENV}.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic DR10-like sky as sweep Parquet files",
+                       description="Write a deterministic synthetic DR10-like sky, one sweep Parquet file "
+                       "per 5x5 deg tile, with a counterpart for every lens candidate in the footprint.")
+    p.add_argument("--out", help="output folder (default: $STRONGLENS_HOME/sweeps)")
+    p.add_argument("--density", type=float, help="objects per deg^2 down to --mag-limit")
+    p.add_argument("--mag-limit", type=float, help="faintest z-band AB magnitude generated")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same files)")
+    p.add_argument("--tiles", nargs="+", help="tile names (sweep-000m010-005m005) or RAMIN,RAMAX,DECMIN,DECMAX")
+    p.add_argument("--candidates", help="lens-candidate CSV to place counterparts for (default: the seed)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("convert-sweeps", help="convert real DR10 sweep FITS files to Parquet",
+                       description="Stream real Legacy Surveys sweep FITS files into Parquet (lower-case "
+                       "names, native dtypes, all columns). Re-running skips complete outputs.")
+    p.add_argument("files", nargs="+", help="sweep FITS files or globs")
+    p.add_argument("--out", required=True, help="output folder or s3:// prefix")
+    p.add_argument("--chunk-rows", type=int, default=500_000, help="rows read per chunk (default 500000)")
+    p.add_argument("--overwrite", action="store_true", help="convert again even if the output is complete")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("build", help="run `dbt build` on the warehouse (extra arguments go to dbt)",
+                       description="Run `dbt build` with this project's profile and environment. Any "
+                       "argument not listed here is passed to dbt, e.g. --select, --vars, --full-refresh.")
+    p.add_argument("--sweeps", help="sweep Parquet glob, local or s3:// (default: $STRONGLENS_SWEEPS)")
+    p.set_defaults(func=cmd_build, passthrough=True)
+
+    p = sub.add_parser("run", help="generate the embedded sky if needed, then build the warehouse",
+                       description="The main job: synthesise the default sky (once) and run dbt build.")
+    p.add_argument("--sweeps", help="build from these sweeps instead of the embedded sky")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sql", help="query the warehouse with SQL",
+                       description="Run a SQL query against the warehouse marts (DuckDB dialect).")
+    p.add_argument("query", help='e.g. "select tier, count(*) from positives group by tier"')
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--build", type=int, help="read the tables exactly as build N wrote them")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("builds", help="list the builds in the warehouse",
+                       description="List every recorded build with its DuckLake snapshot.")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.set_defaults(func=cmd_builds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if getattr(args, "passthrough", False):
+            return args.func(args, extra)
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"stronglens {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

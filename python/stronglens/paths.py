@@ -1,0 +1,57 @@
+"""Where the project and the warehouse live.
+
+The dbt project is the repository root (the folder holding ``dbt_project.yml``).  The warehouse --
+dbt's DuckDB file, the DuckLake catalog and its Parquet data, the embedded sweeps -- lives in
+``$STRONGLENS_HOME`` (default ``<project>/warehouse``, git-ignored), so that one environment variable
+moves every output of a build.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "STRONGLENS_HOME"
+SWEEPS_ENV = "STRONGLENS_SWEEPS"
+LAKE_DATA_ENV = "STRONGLENS_LAKE_DATA"
+
+
+def project_root() -> Path:
+    """The dbt project folder: the nearest ancestor of the cwd with ``dbt_project.yml``, else the
+    checkout this package was installed from (editable installs), else an error saying what to do."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "dbt_project.yml").is_file() and (folder / "python" / "stronglens").is_dir():
+            return folder
+    packaged = Path(__file__).resolve().parents[2]
+    if (packaged / "dbt_project.yml").is_file():
+        return packaged
+    raise FileNotFoundError(
+        "Cannot find the stronglens dbt project (dbt_project.yml). Run stronglens from inside the "
+        "repository checkout, or install it with `pip install -e <checkout>`."
+    )
+
+
+def warehouse_home() -> Path:
+    """The warehouse folder: ``$STRONGLENS_HOME`` or ``<project>/warehouse``."""
+    env = os.environ.get(HOME_ENV)
+    return Path(env).resolve() if env else project_root() / "warehouse"
+
+
+def default_sweeps_dir() -> Path:
+    """Where ``make run`` writes the embedded synthetic sky."""
+    return warehouse_home() / "sweeps"
+
+
+def sweeps_glob() -> str:
+    """The sweep files a build reads: ``$STRONGLENS_SWEEPS`` or ``<home>/sweeps/*.parquet``."""
+    return os.environ.get(SWEEPS_ENV) or str(default_sweeps_dir() / "*.parquet")
+
+
+def catalog_path() -> Path:
+    """The DuckLake catalog database (metadata of every snapshot)."""
+    return warehouse_home() / "catalog.ducklake"
+
+
+def lake_data_path() -> str:
+    """The DuckLake data path: ``$STRONGLENS_LAKE_DATA`` (folder or s3:// prefix) or ``<home>/lake/``."""
+    return os.environ.get(LAKE_DATA_ENV) or str(warehouse_home() / "lake") + "/"
