@@ -1,8 +1,9 @@
-"""Render the project's pure-Jinja SQL macros outside dbt, so tests can run them in DuckDB.
+"""Render the project's SQL macros outside dbt, so tests can run them in DuckDB.
 
-The geometry macros (HEALPix, zones crossmatch, hashes) deliberately use plain Jinja only -- no
-``var()``, ``ref()`` or ``adapter`` -- so they can be exercised against references (healpy,
-astropy) on millions of rows without a dbt project run.
+The geometry and hashing macros use plain Jinja plus two dbt idioms -- ``adapter.dispatch`` and
+``return`` -- which this renderer emulates (dispatch resolves to the ``default__`` implementation).
+That lets tests check them against references (healpy, astropy, hashlib) on millions of rows
+without a dbt project run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,29 @@ import jinja2
 MACRO_DIR = Path(__file__).resolve().parents[1] / "macros"
 
 
+class _Adapter:
+    """Stands in for dbt's ``adapter``: dispatch picks ``default__<name>`` from the loaded macros."""
+
+    def __init__(self) -> None:
+        self.module: Any = None
+
+    def dispatch(self, name: str, package: str | None = None) -> Any:
+        return getattr(self.module, f"default__{name}", None) or getattr(self.module, name)
+
+
+class _CompilerError(Exception):
+    """Raised where dbt would raise a compilation error."""
+
+
+class _Exceptions:
+    @staticmethod
+    def raise_compiler_error(message: str) -> None:
+        raise _CompilerError(message)
+
+
+CompilerError = _CompilerError
+
+
 def load_macros(*files: str) -> Any:
     """Return a namespace whose attributes are the macros defined in ``macros/<files>``.
 
@@ -22,7 +46,11 @@ def load_macros(*files: str) -> Any:
     """
     source = "\n".join((MACRO_DIR / f).read_text() for f in files)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.do"])
-    return env.from_string(source).module
+    adapter = _Adapter()
+    env.globals.update(adapter=adapter, exceptions=_Exceptions(), **{"return": lambda value: value})
+    module = env.from_string(source).module
+    adapter.module = module
+    return module
 
 
 def render(macro_namespace: Any, name: str, *args: Any, **kwargs: Any) -> str:

@@ -1,0 +1,73 @@
+{#-
+  Build bookkeeping. on-run-start makes sure the append-only log table exists; on-run-end appends
+  one row per `dbt build`/`dbt run` with the vars used (JSON and md5), the git commit and the DuckLake
+  snapshot holding the outputs -- the snapshot `stronglens sql --build N` reads back.
+-#}
+
+{#- Every var a build depends on; build_runs stores their effective values. -#}
+{% macro recorded_var_names() -%}
+    {{ return([
+        'sweeps', 'validate_sweep_rows', 'wise_vega_to_ab_w1', 'wise_vega_to_ab_w2',
+        'match_radius_arcsec', 'extra_candidates', 'type_bins', 'fallback_type_bin',
+        'pool_max_mag_z', 'pool_min_nobs', 'pool_excluded_maskbits', 'exclusion_radius_arcsec',
+        'n2_ring_min_sersic', 'n2_ring_min_flux_r', 'n2_edge_on_min_ellipticity', 'n2_edge_on_min_shape_r',
+        'n2_blue_clumpy_max_g_minus_r', 'n2_blue_clumpy_max_mag_r', 'n2_large_galaxy_min_shape_r',
+        'n2_large_galaxy_min_flux_r', 'n2_merger_radius_arcsec', 'n2_merger_min_flux_ratio',
+        'n2_agn_min_w1_minus_w2_vega', 'n2_agn_min_snr', 'n2_priority', 'n2_share_band',
+        'healpix_nside', 'split_seed', 'split_allocations', 'neg_pos_ratio', 'n2_fraction',
+        'sampling_seed', 'nobs_z_bin_edges', 'psfsize_z_bin_edges'
+    ]) }}
+{%- endmacro %}
+
+{% macro build_vars_json() -%}
+    {%- set values = {} -%}
+    {%- for name in recorded_var_names() -%}
+        {%- if name == 'sweeps' -%}
+            {%- do values.update({name: sweeps_location()}) -%}
+        {%- else -%}
+            {%- do values.update({name: var(name, none)}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(tojson(values, sort_keys=true)) }}
+{%- endmacro %}
+
+{% macro create_build_log() %}
+    create table if not exists {{ target.database }}.{{ target.schema }}.build_log (
+        build_id integer,
+        invocation_id varchar,
+        command varchar,
+        started_at timestamp with time zone,
+        finished_at timestamp with time zone,
+        git_commit varchar,
+        vars_md5 varchar,
+        vars_json varchar,
+        snapshot_id bigint,
+        status varchar,
+        n_nodes integer,
+        n_failed integer
+    )
+{% endmacro %}
+
+{% macro record_build(results) %}
+    {%- if execute and flags.WHICH in ['build', 'run'] -%}
+        {%- set failed = results | selectattr('status', 'in', ['error', 'fail', 'runtime error']) | list -%}
+        {%- set vars_json = build_vars_json() | replace("'", "''") -%}
+        {%- set log = target.database ~ '.' ~ target.schema ~ '.build_log' -%}
+        insert into {{ log }}
+        select
+            coalesce((select max(build_id) from {{ log }}), 0) + 1,
+            '{{ invocation_id }}',
+            '{{ flags.WHICH }}',
+            cast('{{ run_started_at }}' as timestamp with time zone),
+            current_timestamp,
+            '{{ env_var("STRONGLENS_GIT_COMMIT", "unknown") }}',
+            md5('{{ vars_json }}'),
+            '{{ vars_json }}',
+            (select max(snapshot_id) from {{ target.database }}.snapshots()),
+            '{{ "failed" if failed else "success" }}',
+            {{ results | length }},
+            {{ failed | length }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{% endmacro %}

@@ -1,0 +1,59 @@
+-- Tier-A/B candidates (grades A and B) with their nearest DR10 counterpart within
+-- match_radius_arcsec (zones crossmatch; equals astropy match_coordinates_sky cut at the radius).
+
+with
+
+candidates as (
+
+    select * from {{ ref('int_lens_candidates_deduplicated') }}
+    where grade in ('A', 'B')
+
+),
+
+sweeps as (
+
+    select * from {{ ref('stg_dr10__sweeps') }}
+
+),
+
+nearest as (
+
+    {{ zones_nearest('candidates', 'sweeps', 'candidate_id', 'galaxy_id', var('match_radius_arcsec')) }}
+
+),
+
+final as (
+
+    select
+        candidates.candidate_id,
+        candidates.name,
+        candidates.ra,
+        candidates.dec,
+        candidates.grade as tier,
+        candidates.catalogs,
+        candidates.n_listings,
+        nearest.r_id is not null as is_matched,
+        nearest.sep_arcsec,
+        sweeps.galaxy_id,
+        sweeps.release,
+        sweeps.brickid,
+        sweeps.objid,
+        sweeps.ra as dr10_ra,
+        sweeps.dec as dr10_dec,
+        sweeps.type,
+        sweeps.mag_g_dered,
+        sweeps.mag_r_dered,
+        sweeps.mag_z_dered,
+        sweeps.g_minus_r,
+        sweeps.r_minus_z,
+        sweeps.shape_r,
+        sweeps.nobs_z,
+        sweeps.psfsize_z
+
+    from candidates
+    left join nearest on nearest.l_id = candidates.candidate_id
+    left join sweeps on sweeps.galaxy_id = nearest.r_id
+
+)
+
+select * from final
