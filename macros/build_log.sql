@@ -15,7 +15,10 @@
         'n2_large_galaxy_min_flux_r', 'n2_merger_radius_arcsec', 'n2_merger_min_flux_ratio',
         'n2_agn_min_w1_minus_w2_vega', 'n2_agn_min_snr', 'n2_priority', 'n2_share_band',
         'healpix_nside', 'split_seed', 'split_allocations', 'neg_pos_ratio', 'n2_fraction',
-        'sampling_seed', 'nobs_z_bin_edges', 'psfsize_z_bin_edges'
+        'sampling_seed', 'nobs_z_bin_edges', 'psfsize_z_bin_edges',
+        'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
+        'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
+        'cutout_rate_limit_per_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec'
     ]) }}
 {%- endmacro %}
 
@@ -24,6 +27,8 @@
     {%- for name in recorded_var_names() -%}
         {%- if name == 'sweeps' -%}
             {%- do values.update({name: sweeps_location()}) -%}
+        {%- elif name == 'cutout_root' -%}
+            {%- do values.update({name: cutout_root_location()}) -%}
         {%- else -%}
             {%- do values.update({name: var(name, none)}) -%}
         {%- endif -%}

@@ -12,3 +12,22 @@
 {% macro sweeps_location() -%}
     {{ return(var('sweeps', env_var('STRONGLENS_SWEEPS', env_var('STRONGLENS_HOME', 'warehouse') ~ '/sweeps/*.parquet'))) }}
 {%- endmacro %}
+
+{#- Where cutouts are stored: the `cutout_root` var, else $STRONGLENS_CUTOUTS, else
+    $STRONGLENS_HOME/cutouts. -#}
+{% macro cutout_root_location() -%}
+    {{ return(var('cutout_root', none) or env_var('STRONGLENS_CUTOUTS', env_var('STRONGLENS_HOME', 'warehouse') ~ '/cutouts')) }}
+{%- endmacro %}
+
+{#- The Legacy Survey cutout URL of a position, from the cutout_url_template var. -#}
+{% macro cutout_url(ra, dec) -%}
+    {%- set template = var('cutout_url_template')
+        | replace('{layer}', var('cutout_layer'))
+        | replace('{pixscale}', var('cutout_pixscale') | string)
+        | replace('{bands}', var('cutout_bands'))
+        | replace('{size}', var('cutout_size') | string) -%}
+    {%- set parts = template.split('{ra}') -%}
+    {%- set tail = parts[1].split('{dec}') -%}
+    '{{ parts[0] }}' || cast(round({{ ra }}, 6) as varchar) || '{{ tail[0] }}'
+        || cast(round({{ dec }}, 6) as varchar) || '{{ tail[1] }}'
+{%- endmacro %}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stronglens import paths
+from stronglens.dbt_docs import DEFAULT_PORT
 
 FORMATS = ("table", "csv", "json")
 
@@ -38,12 +39,15 @@ def _build_environment(sweeps: str | None) -> dict[str, str]:
     root = paths.project_root()
     home = paths.warehouse_home()
     home.mkdir(parents=True, exist_ok=True)
-    env = {
+    return {
         paths.HOME_ENV: str(home),
         paths.SWEEPS_ENV: sweeps or paths.sweeps_glob(),
         "STRONGLENS_GIT_COMMIT": _git_commit(root),
+        # dbt artifacts (manifest, run results, logs) belong to the warehouse they describe, and
+        # builds of different warehouses never race on one target/ folder.
+        "DBT_TARGET_PATH": str(home / "target"),
+        "DBT_LOG_PATH": str(home / "logs"),
     }
-    return env
 
 
 def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) -> int:
@@ -62,6 +66,14 @@ def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) ->
     return 0 if result.success else 1
 
 
+def _synth_summary(report) -> str:  # noqa: ANN001 - stronglens.synth.SynthReport
+    return (
+        f"{report.total_rows:,} rows in {len(report.files)} files, {report.seconds:.1f} s "
+        f"({report.rows_per_second:,.0f} rows/s); footprint {report.footprint_area_deg2:,.0f} deg^2; "
+        f"{report.counterparts_written:,} lens counterparts for {report.candidates_total:,} candidates"
+    )
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from stronglens.synth import generate_sky
 
@@ -74,7 +86,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     }
     out = args.out or str(paths.default_sweeps_dir())
     report = generate_sky(out, **{k: v for k, v in options.items() if v is not None})
-    print(report.summary())
+    print(_synth_summary(report))
     return 0
 
 
@@ -100,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from stronglens.synth import generate_sky
 
         print(f"Generating the embedded DR10-like sky in {sweeps_dir} ...")
-        print(generate_sky(str(sweeps_dir)).summary())
+        print(_synth_summary(generate_sky(str(sweeps_dir))))
     return run_dbt("build", [], sweeps=args.sweeps)
 
 
@@ -140,6 +152,25 @@ def cmd_builds(args: argparse.Namespace) -> int:
         return 0
     _print_frame(pd.DataFrame([b.__dict__ for b in builds]), args.format)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the quality suites on a build; exit 1 when it fails (it is then never served as current)."""
+    from stronglens.quality import run_check
+
+    report = run_check(args.build)
+    print(report.format())
+    return 0 if report.success else 1
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt docs site of this warehouse, and serve it on 127.0.0.1 with --serve."""
+    from stronglens.dbt_docs import generate_docs, serve_docs
+
+    os.environ.update(_build_environment(None))
+    target = generate_docs()
+    print(f"dbt docs written to {target} (open static_index.html from disk, or use --serve)")
+    return serve_docs(target, args.port) if args.serve else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,8 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a SQL query against the warehouse marts (DuckDB dialect).")
     p.add_argument("query", help='e.g. "select tier, count(*) from positives group by tier"')
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    p.add_argument("--build", type=int, help="read the tables exactly as build N wrote them")
+    p.add_argument("--build", type=int, help="read the tables exactly as build N wrote them "
+                   "(default: the newest build whose `stronglens check` passed)")
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("check", help="run the quality suites on a build (exit 1 on failure)",
+                       description="Run the Great Expectations suites of expectations/ against a build, "
+                       "print a per-suite summary, write the Data Docs to $STRONGLENS_HOME/reports/ and "
+                       "record the outcome in build_checks. Only a passed build is served as current.")
+    p.add_argument("--build", type=int, help="build to check (default: the newest build)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("docs", help="generate (and serve) the dbt docs site",
+                       description="Run `dbt docs generate` into $STRONGLENS_HOME/docs (index.html and "
+                       "the self-contained static_index.html); --serve serves it on 127.0.0.1.")
+    p.add_argument("--serve", action="store_true", help="serve the site after generating it")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port for --serve (default {DEFAULT_PORT})")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("builds", help="list the builds in the warehouse",
                        description="List every recorded build with its DuckLake snapshot.")
