@@ -432,9 +432,11 @@ class SkyModel:
     radius_range: tuple[float, float] = (0.05, 30.0)
     #: Intrinsic thickness q0 of the oblate-spheroid axis-ratio model q^2 = cos^2 i (1 - q0^2) + q0^2
     #: with cos i uniform (random orientations): disks (EXP) thin -> edge-on tail down to q0 = 0.15
-    #: (|e| <= 0.74); SER intermediate; DEV round.
+    #: (|e| <= 0.74); SER, which in DR10 fits bulges and disk-dominated galaxies alike, reaches
+    #: q0 = 0.20 (|e| <= 0.67): about a fifth of SER galaxies then have |e| >= 0.55, the edge-on
+    #: hard confusers a real DR10 pool holds; DEV round.
     q0_exp: float = 0.15
-    q0_ser: float = 0.30
+    q0_ser: float = 0.20
     q0_dev: float = 0.55
     #: SER Sersic index: lognormal, median 2.2, clipped to the Tractor limits [0.5, 6].
     sersic_median: float = 2.2
