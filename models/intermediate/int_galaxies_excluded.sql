@@ -18,20 +18,22 @@ candidates as (
 
 pairs as (
 
-    {{ zones_pairs('galaxies', 'candidates', 'galaxy_id', 'candidate_id', var('exclusion_radius_arcsec')) }}
+    -- the small relation goes on the left: the zones macro expands the left side into neighbouring
+    -- cells, so this orientation is ~4x faster than galaxies-first
+    {{ zones_pairs('candidates', 'galaxies', 'candidate_id', 'galaxy_id', var('exclusion_radius_arcsec')) }}
 
 ),
 
 final as (
 
     select
-        l_id as galaxy_id,
+        r_id as galaxy_id,
         min(sep_arcsec) as nearest_candidate_arcsec,
-        arg_min(r_id, sep_arcsec) as nearest_candidate_id,
+        arg_min(l_id, sep_arcsec) as nearest_candidate_id,
         count(*) as n_candidates_within
 
     from pairs
-    group by l_id
+    group by r_id
 
 )
 
