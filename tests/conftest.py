@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -68,3 +69,32 @@ def s3_bucket(s3_client: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:16]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+#: A full-footprint synthetic sky, sparse enough to build in seconds yet holding every lens candidate.
+TEST_SKY_DENSITY = 60.0
+
+
+@pytest.fixture(scope="session")
+def sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test sky's sweep folder (generated once per session)."""
+    from stronglens.synth import generate_sky
+
+    out = tmp_path_factory.mktemp("sky")
+    generate_sky(str(out), density=TEST_SKY_DENSITY, seed=7, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sweeps_glob(sky: Path) -> str:
+    return str(sky / "*.parquet")
+
+
+@pytest.fixture(scope="session")
+def home(sweeps_glob: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse built once per session from the test sky: the catalog DAG, no cutouts."""
+    from tests.pipeline import build_or_fail
+
+    home = tmp_path_factory.mktemp("warehouse")
+    build_or_fail(home, sweeps_glob, "--exclude", "tag:cutouts")
+    return home

@@ -1,14 +1,41 @@
 -- N2 hard-confuser mix of the sampled negatives: count and share per category (N1 included), per
 -- split and over all splits. Every category in n2_priority appears, with 0 if dead, so a category
--- that stopped firing is visible at a glance; n2_share_in_band checks the total N2 share.
+-- that stopped firing is visible at a glance.
+-- Two N2 shares per split: n2_share_of_split over all negatives, and n2_share_quota_strata over
+-- the strata whose pool could honour the n2_fraction quota. They differ where a stratum ran out of
+-- N1 galaxies and was filled with N2 ones (fallback n1_short in sampling_strata) -- e.g. DEV strata,
+-- where ring_proxy flags most bright DEV galaxies. n2_share_in_band checks the quota strata against
+-- n2_share_band, which is what the sampler controls; the overall share is reported beside it.
 
 {%- set band = var('n2_share_band') %}
 
 with
 
+plan as (
+
+    select stratum, n2_take = n2_quota as quota_met from {{ ref('int_sampling_strata_planned') }}
+
+),
+
 negatives as (
 
-    select split, coalesce(n2_category, 'N1') as category from {{ ref('int_negatives_sampled') }}
+    select
+        sampled.split,
+        coalesce(sampled.n2_category, 'N1') as category,
+        plan.quota_met
+
+    from {{ ref('int_negatives_sampled') }} as sampled
+    inner join plan on plan.stratum = sampled.sampled_for_stratum
+
+),
+
+quota_shares as (
+
+    select split, avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
+    from negatives where quota_met group by split
+    union all
+    select 'all' as split, avg(case when category != 'N1' then 1.0 else 0.0 end)
+    from negatives where quota_met
 
 ),
 
@@ -50,18 +77,19 @@ grid as (
 final as (
 
     select
-        split,
-        category,
-        category != 'N1' as is_n2,
-        n_negatives,
-        n_negatives / greatest(sum(n_negatives) over (partition by split), 1) as share,
-        sum(case when category != 'N1' then n_negatives else 0 end) over (partition by split)
-            / greatest(sum(n_negatives) over (partition by split), 1) as n2_share_of_split,
-        sum(case when category != 'N1' then n_negatives else 0 end) over (partition by split)
-            / greatest(sum(n_negatives) over (partition by split), 1)
-            between {{ band[0] }} and {{ band[1] }} as n2_share_in_band
+        grid.split,
+        grid.category,
+        grid.category != 'N1' as is_n2,
+        grid.n_negatives,
+        grid.n_negatives / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as share,
+        sum(case when grid.category != 'N1' then grid.n_negatives else 0 end) over (partition by grid.split)
+            / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as n2_share_of_split,
+        quota_shares.n2_share_quota_strata,
+        coalesce(quota_shares.n2_share_quota_strata between {{ band[0] }} and {{ band[1] }}, false)
+            as n2_share_in_band
 
     from grid
+    left join quota_shares on quota_shares.split = grid.split
 
 )
 

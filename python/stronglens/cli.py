@@ -66,7 +66,7 @@ def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) ->
     return 0 if result.success else 1
 
 
-def _synth_summary(report) -> str:  # noqa: ANN001 - stronglens.synth.SynthReport
+def _synth_summary(report) -> str:
     return (
         f"{report.total_rows:,} rows in {len(report.files)} files, {report.seconds:.1f} s "
         f"({report.rows_per_second:,.0f} rows/s); footprint {report.footprint_area_deg2:,.0f} deg^2; "
@@ -96,8 +96,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     inputs = [f for pattern in args.files for f in (sorted(glob.glob(pattern)) or [pattern])]
     results = convert_sweeps(inputs, args.out, chunk_rows=args.chunk_rows, overwrite=args.overwrite)
     converted = sum(r.status == "converted" for r in results)
-    print(f"{converted} converted, {len(results) - converted} already complete, "
-          f"{sum(r.rows for r in results):,} rows -> {args.out}")
+    print(
+        f"{converted} converted, {len(results) - converted} already complete, "
+        f"{sum(r.rows for r in results):,} rows -> {args.out}"
+    )
     return 0
 
 
@@ -116,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_dbt("build", [], sweeps=args.sweeps)
 
 
-def _print_frame(frame, fmt: str) -> None:  # noqa: ANN001 - a pandas DataFrame
+def _print_frame(frame, fmt: str) -> None:
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif fmt == "json":
@@ -181,62 +183,93 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="write a synthetic DR10-like sky as sweep Parquet files",
-                       description="Write a deterministic synthetic DR10-like sky, one sweep Parquet file "
-                       "per 5x5 deg tile, with a counterpart for every lens candidate in the footprint.")
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic DR10-like sky as sweep Parquet files",
+        description="Write a deterministic synthetic DR10-like sky, one sweep Parquet file "
+        "per 5x5 deg tile, with a counterpart for every lens candidate in the footprint.",
+    )
     p.add_argument("--out", help="output folder (default: $STRONGLENS_HOME/sweeps)")
     p.add_argument("--density", type=float, help="objects per deg^2 down to --mag-limit")
     p.add_argument("--mag-limit", type=float, help="faintest z-band AB magnitude generated")
     p.add_argument("--seed", type=int, help="random seed (same seed, same files)")
-    p.add_argument("--tiles", nargs="+", help="tile names (sweep-000m010-005m005) or RAMIN,RAMAX,DECMIN,DECMAX")
+    p.add_argument(
+        "--tiles", nargs="+", help="tile names (sweep-000m010-005m005) or RAMIN,RAMAX,DECMIN,DECMAX"
+    )
     p.add_argument("--candidates", help="lens-candidate CSV to place counterparts for (default: the seed)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("convert-sweeps", help="convert real DR10 sweep FITS files to Parquet",
-                       description="Stream real Legacy Surveys sweep FITS files into Parquet (lower-case "
-                       "names, native dtypes, all columns). Re-running skips complete outputs.")
+    p = sub.add_parser(
+        "convert-sweeps",
+        help="convert real DR10 sweep FITS files to Parquet",
+        description="Stream real Legacy Surveys sweep FITS files into Parquet (lower-case "
+        "names, native dtypes, all columns). Re-running skips complete outputs.",
+    )
     p.add_argument("files", nargs="+", help="sweep FITS files or globs")
     p.add_argument("--out", required=True, help="output folder or s3:// prefix")
     p.add_argument("--chunk-rows", type=int, default=500_000, help="rows read per chunk (default 500000)")
     p.add_argument("--overwrite", action="store_true", help="convert again even if the output is complete")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("build", help="run `dbt build` on the warehouse (extra arguments go to dbt)",
-                       description="Run `dbt build` with this project's profile and environment. Any "
-                       "argument not listed here is passed to dbt, e.g. --select, --vars, --full-refresh.")
+    p = sub.add_parser(
+        "build",
+        help="run `dbt build` on the warehouse (extra arguments go to dbt)",
+        description="Run `dbt build` with this project's profile and environment. Any "
+        "argument not listed here is passed to dbt, e.g. --select, --vars, --full-refresh.",
+    )
     p.add_argument("--sweeps", help="sweep Parquet glob, local or s3:// (default: $STRONGLENS_SWEEPS)")
     p.set_defaults(func=cmd_build, passthrough=True)
 
-    p = sub.add_parser("run", help="generate the embedded sky if needed, then build the warehouse",
-                       description="The main job: synthesise the default sky (once) and run dbt build.")
+    p = sub.add_parser(
+        "run",
+        help="generate the embedded sky if needed, then build the warehouse",
+        description="The main job: synthesise the default sky (once) and run dbt build.",
+    )
     p.add_argument("--sweeps", help="build from these sweeps instead of the embedded sky")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("sql", help="query the warehouse with SQL",
-                       description="Run a SQL query against the warehouse marts (DuckDB dialect).")
+    p = sub.add_parser(
+        "sql",
+        help="query the warehouse with SQL",
+        description="Run a SQL query against the warehouse marts (DuckDB dialect).",
+    )
     p.add_argument("query", help='e.g. "select tier, count(*) from positives group by tier"')
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
-    p.add_argument("--build", type=int, help="read the tables exactly as build N wrote them "
-                   "(default: the newest build whose `stronglens check` passed)")
+    p.add_argument(
+        "--build",
+        type=int,
+        help="read the tables exactly as build N wrote them "
+        "(default: the newest build whose `stronglens check` passed)",
+    )
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("check", help="run the quality suites on a build (exit 1 on failure)",
-                       description="Run the Great Expectations suites of expectations/ against a build, "
-                       "print a per-suite summary, write the Data Docs to $STRONGLENS_HOME/reports/ and "
-                       "record the outcome in build_checks. Only a passed build is served as current.")
+    p = sub.add_parser(
+        "check",
+        help="run the quality suites on a build (exit 1 on failure)",
+        description="Run the Great Expectations suites of expectations/ against a build, "
+        "print a per-suite summary, write the Data Docs to $STRONGLENS_HOME/reports/ and "
+        "record the outcome in build_checks. Only a passed build is served as current.",
+    )
     p.add_argument("--build", type=int, help="build to check (default: the newest build)")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("docs", help="generate (and serve) the dbt docs site",
-                       description="Run `dbt docs generate` into $STRONGLENS_HOME/docs (index.html and "
-                       "the self-contained static_index.html); --serve serves it on 127.0.0.1.")
+    p = sub.add_parser(
+        "docs",
+        help="generate (and serve) the dbt docs site",
+        description="Run `dbt docs generate` into $STRONGLENS_HOME/docs (index.html and "
+        "the self-contained static_index.html); --serve serves it on 127.0.0.1.",
+    )
     p.add_argument("--serve", action="store_true", help="serve the site after generating it")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port for --serve (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port for --serve (default {DEFAULT_PORT})"
+    )
     p.set_defaults(func=cmd_docs)
 
-    p = sub.add_parser("builds", help="list the builds in the warehouse",
-                       description="List every recorded build with its DuckLake snapshot.")
+    p = sub.add_parser(
+        "builds",
+        help="list the builds in the warehouse",
+        description="List every recorded build with its DuckLake snapshot.",
+    )
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     p.set_defaults(func=cmd_builds)
     return parser

@@ -3,6 +3,10 @@
 Reading goes through DuckLake rather than dbt's DuckDB file so that any earlier build can be read
 back exactly as it was written (``ATTACH ... (SNAPSHOT_VERSION n)``), and so that reads never hold
 the write lock a running build needs.
+
+Promotion: by default readers see the newest build whose quality check passed (``stronglens check``
+records every check in the lake table ``build_checks``), so a failed or unchecked build is never
+served as current; any build stays readable by its id.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from stronglens import paths
 from stronglens.storage import connect_duckdb
 
 LAKE_ALIAS = "lake"
+#: Written by ``stronglens check`` (stronglens.quality): build_id, checked_at, success, summary.
+CHECKS_TABLE = "build_checks"
 
 
 class WarehouseError(RuntimeError):
@@ -30,6 +36,8 @@ class Build:
     started_at: str
     finished_at: str
     status: str
+    #: Outcome of the build's latest quality check: 'passed', 'failed' or 'unchecked'.
+    check: str
 
 
 def _attach_sql(snapshot_id: int | None) -> str:
@@ -58,31 +66,62 @@ def connect_lake(snapshot_id: int | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_catalog = ? and table_name = ?",
+            [LAKE_ALIAS, name],
+        ).fetchone()[0]
+    )
+
+
 def list_builds(con: duckdb.DuckDBPyConnection) -> list[Build]:
-    """Every recorded build, oldest first (empty before the first build that recorded itself)."""
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = ? and table_name = 'build_runs'",
-        [LAKE_ALIAS],
-    ).fetchone()[0]
-    if not exists:
+    """Every recorded build with its latest check outcome, oldest first (empty before the first
+    build that recorded itself)."""
+    if not _table_exists(con, "build_runs"):
         return []
+    latest_check = "select null::integer as build_id, null::boolean as success where false"
+    if _table_exists(con, CHECKS_TABLE):
+        latest_check = (
+            f"select build_id, arg_max(success, checked_at) as success from {CHECKS_TABLE} group by build_id"
+        )
     rows = con.execute(
-        "select build_id, snapshot_id, cast(started_at as varchar), cast(finished_at as varchar), status "
-        "from build_runs order by build_id"
+        "select b.build_id, b.snapshot_id, cast(b.started_at as varchar), cast(b.finished_at as varchar), "
+        "b.status, "
+        "case when c.success then 'passed' when not c.success then 'failed' else 'unchecked' end "
+        f"from build_runs as b left join ({latest_check}) as c on c.build_id = b.build_id order by b.build_id"
     ).fetchall()
     return [Build(*row) for row in rows]
 
 
-def resolve_snapshot(build_id: int | None) -> int | None:
-    """The snapshot to read for ``build_id``; ``None`` (latest) when no build is named."""
-    if build_id is None:
-        return None
+def current_build(builds: list[Build]) -> Build:
+    """The build served by default: the newest one whose latest quality check passed."""
+    passed = [b for b in builds if b.check == "passed"]
+    if passed:
+        return passed[-1]
+    if not builds:
+        raise WarehouseError("No builds recorded yet: run `stronglens build`, then `stronglens check`.")
+    states = ", ".join(f"build {b.build_id}: {b.check}" for b in builds[-5:])
+    raise WarehouseError(
+        f"No build has passed its quality check yet ({states}), so there is no current build to serve. "
+        "Run `stronglens check` to check the latest build (or `stronglens check --build N`), or read one "
+        "build regardless with --build N."
+    )
+
+
+def resolve_snapshot(build_id: int | None) -> int:
+    """The snapshot to read: build ``build_id``'s, or the current (newest passed) build's when None."""
     con = connect_lake()
     try:
-        builds = {b.build_id: b for b in list_builds(con)}
+        builds = list_builds(con)
     finally:
         con.close()
-    if build_id not in builds:
-        known = ", ".join(str(b) for b in sorted(builds)) or "none yet"
-        raise WarehouseError(f"No build {build_id} in this warehouse (builds: {known}). See `stronglens builds`.")
-    return builds[build_id].snapshot_id
+    if build_id is None:
+        return current_build(builds).snapshot_id
+    by_id = {b.build_id: b for b in builds}
+    if build_id not in by_id:
+        known = ", ".join(str(b) for b in sorted(by_id)) or "none yet"
+        raise WarehouseError(
+            f"No build {build_id} in this warehouse (builds: {known}). See `stronglens builds`."
+        )
+    return by_id[build_id].snapshot_id

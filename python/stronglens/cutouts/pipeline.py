@@ -70,7 +70,9 @@ class FetchSettings:
         if self.source not in SOURCES:
             raise ValueError(f"cutout_source must be one of {', '.join(SOURCES)}, not {self.source!r}")
         if self.source == "coadd" and not self.coadd_root:
-            raise ValueError("cutout_source 'coadd' needs the cutout_coadd_root var (a folder or s3:// prefix)")
+            raise ValueError(
+                "cutout_source 'coadd' needs the cutout_coadd_root var (a folder or s3:// prefix)"
+            )
 
 
 def _absolute_paths(manifest: pa.Table, root: str) -> list[str]:
@@ -106,8 +108,9 @@ def _kept_row(row: dict, path: str, source: str, previous: dict[str, dict]) -> d
     }
 
 
-def _render_results(manifest: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
-                    ) -> Iterator[FetchResult]:
+def _render_results(
+    manifest: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
+) -> Iterator[FetchResult]:
     """The synthetic source as FetchResults, rendered ``batch_size`` cutouts at a time."""
     from stronglens.cutouts.render import render_batch
 
@@ -131,26 +134,40 @@ def _render_results(manifest: pa.Table, neighbours: pa.Table | None, settings: F
             )
 
 
-def _source_results(todo: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
-                    ) -> Iterator[FetchResult]:
-    requests_ = zip(todo.column("sample_id").to_pylist(), todo.column("ra").to_pylist(),
-                    todo.column("dec").to_pylist(), strict=True)
+def _source_results(
+    todo: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
+) -> Iterator[FetchResult]:
+    requests_ = zip(
+        todo.column("sample_id").to_pylist(),
+        todo.column("ra").to_pylist(),
+        todo.column("dec").to_pylist(),
+        strict=True,
+    )
     if settings.source == "synthetic":
         yield from _render_results(todo, neighbours, settings)
     elif settings.source == "legacysurvey":
         from stronglens.cutouts.http import LegacySurveyClient
 
         with LegacySurveyClient(
-            url_template=settings.url_template, layer=settings.layer, size=settings.size,
-            pixscale=settings.pixscale, bands=settings.bands, concurrency=settings.concurrency,
+            url_template=settings.url_template,
+            layer=settings.layer,
+            size=settings.size,
+            pixscale=settings.pixscale,
+            bands=settings.bands,
+            concurrency=settings.concurrency,
             rate_limit_per_s=settings.rate_limit_per_s,
         ) as client:
             yield from client.fetch_many(requests_)
     else:
         from stronglens.cutouts.coadd import CoaddCutter
 
-        cutter = CoaddCutter(settings.coadd_root, bands=settings.bands, size=settings.size,
-                             pixscale=settings.pixscale, batch_size=settings.batch_size)
+        cutter = CoaddCutter(
+            settings.coadd_root,
+            bands=settings.bands,
+            size=settings.size,
+            pixscale=settings.pixscale,
+            batch_size=settings.batch_size,
+        )
         yield from cutter.cut_many(requests_)
 
 
@@ -190,23 +207,40 @@ def fetch_cutouts(
     todo = manifest.filter(todo_mask)
     previous_attempts = {}
     if previous is not None and previous.num_rows:
-        previous_attempts = dict(zip(previous.column("sample_id").to_pylist(),
-                                     previous.column("attempts").to_pylist(), strict=True))
+        previous_attempts = dict(
+            zip(
+                previous.column("sample_id").to_pylist(), previous.column("attempts").to_pylist(), strict=True
+            )
+        )
     results = _source_results(todo, neighbours, settings)
-    for result in tqdm(results, total=todo.num_rows, disable=not progress, unit="cutout",
-                       desc=f"cutouts ({settings.source})"):
+    for result in tqdm(
+        results, total=todo.num_rows, disable=not progress, unit="cutout", desc=f"cutouts ({settings.source})"
+    ):
         row = by_id[result.sample_id]
         attempts = int(result.attempts) + int(previous_attempts.get(result.sample_id) or 0)
         record = {
-            "sample_id": row["sample_id"], "galaxy_id": row["galaxy_id"], "path": row["path"],
-            "source": settings.source, "status": result.status, "reason": result.reason,
-            "attempts": attempts, "bytes": None, "sha256": None, "fetched_at": result.fetched_at,
+            "sample_id": row["sample_id"],
+            "galaxy_id": row["galaxy_id"],
+            "path": row["path"],
+            "source": settings.source,
+            "status": result.status,
+            "reason": result.reason,
+            "attempts": attempts,
+            "bytes": None,
+            "sha256": None,
+            "fetched_at": result.fetched_at,
         }
         if result.status == "ok":
             meta = CutoutMeta(
-                galaxy_id=int(row["galaxy_id"]), ra=float(row["ra"]), dec=float(row["dec"]),
-                type=str(row["type"]), nobs_z=int(row["nobs_z"]), psfsize_z=float(row["psfsize_z"]),
-                flux_r=float(row["flux_r"]), cutout_url=result.url, download_timestamp=result.fetched_at,
+                galaxy_id=int(row["galaxy_id"]),
+                ra=float(row["ra"]),
+                dec=float(row["dec"]),
+                type=str(row["type"]),
+                nobs_z=int(row["nobs_z"]),
+                psfsize_z=float(row["psfsize_z"]),
+                flux_r=float(row["flux_r"]),
+                cutout_url=result.url,
+                download_timestamp=result.fetched_at,
             )
             try:
                 written = write_cutout(row["path"], np.asarray(result.cutout, dtype=np.float32), meta)
@@ -228,10 +262,14 @@ def neighbour_offsets(pairs: pa.Table) -> pa.Table:
     from stronglens.lensing import tangent_plane_offsets
 
     east, north = tangent_plane_offsets(
-        pairs.column("ra0").to_numpy(), pairs.column("dec0").to_numpy(),
-        pairs.column("ra").to_numpy(), pairs.column("dec").to_numpy(),
+        pairs.column("ra0").to_numpy(),
+        pairs.column("dec0").to_numpy(),
+        pairs.column("ra").to_numpy(),
+        pairs.column("dec").to_numpy(),
     )
     keep: Sequence[str] = [c for c in pairs.column_names if c not in ("ra0", "dec0", "ra", "dec")]
-    return pairs.select(keep).append_column("offset_east_arcsec", pa.array(east)).append_column(
-        "offset_north_arcsec", pa.array(north)
+    return (
+        pairs.select(keep)
+        .append_column("offset_east_arcsec", pa.array(east))
+        .append_column("offset_north_arcsec", pa.array(north))
     )

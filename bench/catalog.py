@@ -1,0 +1,231 @@
+"""Catalog benchmark: the dbt DAG against a bare DuckDB scan (floor) and the original scripts (peer).
+
+    python -m bench.catalog [--sizes 5 10 20] [--workdir DIR] [--repeats N]
+
+Generates a synthetic sky at real DR10 density (140,000 objects/deg^2 to z = 24.5) over enough
+5x5 deg tiles for each size (millions of sweep rows), then measures, each in a fresh subprocess so
+that peak memory (max RSS) is the run's own:
+  (a) floor: a bare DuckDB scan of the same Parquet columns with the type filter,
+  (b) dag:   `dbt run --select +negatives` -- the whole catalog DAG from sweeps to negatives,
+  (c) peer:  the same steps as the original scripts did them: pandas + healpy + per-row hashlib +
+             astropy crossmatches + pandas groupby sampling.
+and prints seconds (median of --repeats), rows/s, peak memory and the ratios b/a and c/b.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+#: Real DR10 density: 2.83e9 sources over ~20,000 deg^2, to about z = 24.5.
+DR10_DENSITY = 140_000.0
+DR10_MAG_LIMIT = 24.5
+#: The columns the catalog DAG reads from the sweeps (staging selects these and derives the rest).
+DAG_COLUMNS = (
+    "release, brickid, objid, brickname, type, ra, dec, ebv, "
+    + ", ".join(f"flux_{b}, flux_ivar_{b}, mw_transmission_{b}" for b in ("g", "r", "z", "w1", "w2"))
+    + ", "
+    + ", ".join(f"nobs_{b}, psfsize_{b}, psfdepth_{b}, galdepth_{b}, fracflux_{b}" for b in "grz")
+    + ", shape_r, shape_e1, shape_e2, sersic, maskbits, fitbits"
+)
+
+FLOOR_SCRIPT = """
+import duckdb, sys
+con = duckdb.connect()
+glob, cols = sys.argv[1], sys.argv[2]
+con.execute(f"select count(*), {', '.join('max(' + c.strip() + ')' for c in cols.split(','))} "
+            f"from read_parquet('{glob}') where type in ('SER', 'DEV', 'REX')").fetchall()
+"""
+
+PEER_SCRIPT = r"""
+import hashlib, json, sys
+import healpy as hp, numpy as np, pandas as pd, pyarrow.dataset as ds
+from astropy import units as u
+from astropy.coordinates import SkyCoord, match_coordinates_sky, search_around_sky
+
+files, cands_csv = json.loads(sys.argv[1]), sys.argv[2]
+cols = [c.strip() for c in sys.argv[3].split(",")]
+df = ds.dataset(files, format="parquet").to_table(columns=cols).to_pandas()
+cands = pd.read_csv(cands_csv)
+cand_sky = SkyCoord(cands.ra_deg.values * u.deg, cands.dec_deg.values * u.deg)
+# positives: nearest DR10 source within 1"
+sky = SkyCoord(df.ra.values * u.deg, df.dec.values * u.deg)
+idx, sep, _ = match_coordinates_sky(cand_sky, sky)
+matched = sep.arcsec < 1.0
+pos = df.iloc[idx[matched]].copy()
+# pool cuts
+mag_z = 22.5 - 2.5 * np.log10((df.flux_z / df.mw_transmission_z).clip(lower=1e-12))
+pool = df[df.type.isin(["SER", "DEV", "REX"]) & (mag_z < 20) & (df.nobs_g >= 3) & (df.nobs_r >= 3)
+          & (df.nobs_z >= 3) & ((df.maskbits & ((1 << 1) | (1 << 11) | (1 << 12) | (1 << 13))) == 0)].copy()
+pool_sky = SkyCoord(pool.ra.values * u.deg, pool.dec.values * u.deg)
+# exclusion: 11" around every candidate
+i_pool, _, _, _ = search_around_sky(pool_sky, cand_sky, 11 * u.arcsec)
+pool = pool.drop(pool.index[np.unique(i_pool)])
+pool_sky = SkyCoord(pool.ra.values * u.deg, pool.dec.values * u.deg)
+# N2 flags (merger via a self-match within 3")
+fr = pool.flux_r
+e = np.hypot(pool.shape_e1, pool.shape_e2)
+i1, i2, _, _ = search_around_sky(pool_sky, pool_sky, 3 * u.arcsec)
+keep = i1 != i2
+fz = pool.flux_z.values
+ratio = np.minimum(fz[i1[keep]], fz[i2[keep]]) / np.maximum(fz[i1[keep]], fz[i2[keep]])
+merger = np.zeros(len(pool), bool)
+merger[i1[keep][ratio >= 0.33]] = True
+pool["is_n2"] = (((pool.type == "DEV") | ((pool.type == "SER") & (pool.sersic >= 4))) & (fr >= 5)) | (
+    (e >= 0.55) & (pool.shape_r >= 0.6)) | ((pool.shape_r >= 2) & (fr >= 3)) | merger
+# splits: healpy + one sha256 per galaxy, as the original scripts did
+pix = hp.ang2pix(64, np.radians(90 - pool.dec.values), np.radians(pool.ra.values), nest=True)
+def split(p):
+    h = int.from_bytes(hashlib.sha256(f"{p}_42".encode()).digest()[:4], "big") / 2**32
+    return "test" if h < 0.15 else "train" if h < 0.85 else "val"
+pool["split"] = [split(p) for p in pix]
+pos_pix = hp.ang2pix(64, np.radians(90 - pos.dec.values), np.radians(pos.ra.values), nest=True)
+pos["split"] = [split(p) for p in pos_pix]
+pool["nobs_bin"] = pd.cut(pool.nobs_z, [3, 5, 8, 1000], right=False).astype(str)
+pool["psf_bin"] = pd.cut(pool.psfsize_z, [0, 1.1, 1.3, 1.5, 99], right=False).astype(str)
+pos["nobs_bin"] = pd.cut(pos.nobs_z, [3, 5, 8, 1000], right=False).astype(str)
+pos["psf_bin"] = pd.cut(pos.psfsize_z, [0, 1.1, 1.3, 1.5, 99], right=False).astype(str)
+keys = ["split", "type", "nobs_bin", "psf_bin"]
+wanted = pos.groupby(keys).size() * 100
+parts = []
+for key, group in pool.groupby(keys):
+    n = int(wanted.get(key, 0))
+    if n:
+        parts.append(group.sample(min(n, len(group)), random_state=42))
+neg = pd.concat(parts) if parts else pool.iloc[:0]
+print(json.dumps({"positives": int(matched.sum()), "negatives": len(neg)}))
+"""
+
+
+def _measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run ``cmd`` in a child process; return (seconds, peak RSS in GB of the child, stdout)."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "dt = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2\n"
+        "print(json.dumps({'rc': p.returncode, 's': dt, 'rss': rss, 'out': p.stdout[-2000:],"
+        " 'err': p.stderr[-4000:]}))\n"
+    )
+    res = json.loads(
+        subprocess.run(
+            [PYTHON, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True
+        ).stdout
+    )
+    if res["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{res['out']}\n{res['err']}")
+    return res["s"], res["rss"], res["out"]
+
+
+def _tiles_with_most_candidates(n_tiles: int) -> list[str]:
+    """The footprint tiles holding the most lens candidates, so every size has positives."""
+    import numpy as np
+    import pandas as pd
+
+    from stronglens.schema import sweep_filename
+
+    cands = pd.read_csv(ROOT / "seeds" / "lenscat_desi_candidates.csv")
+    cands = cands[(cands.dec_deg < 30) & (cands.dec_deg > -60)]
+    ra0 = (np.floor(cands.ra_deg / 5) * 5).astype(int)
+    dec0 = (np.floor(cands.dec_deg / 5) * 5).astype(int)
+    counts = pd.Series(list(zip(ra0, dec0, strict=True))).value_counts()
+    return [sweep_filename(r, d, r + 5, d + 5).removesuffix(".parquet") for r, d in counts.index[:n_tiles]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=float, nargs="+", default=[5, 10, 20], help="millions of sweep rows")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--peer-max-rows", type=float, default=20, help="skip the peer above this (millions)")
+    parser.add_argument("--workdir", help="keep generated data here (default: a temp dir)")
+    args = parser.parse_args(argv)
+
+    from stronglens.synth import generate_sky
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="stronglens-bench-"))
+    sky_dir = work / "sky"
+    per_tile = DR10_DENSITY * 25 * 0.9  # rows in a full footprint tile, roughly
+    n_tiles = max(1, int(-(-max(args.sizes) * 1e6 // per_tile)) + 1)
+    tiles = _tiles_with_most_candidates(n_tiles)
+    t0 = time.perf_counter()
+    report = generate_sky(str(sky_dir), density=DR10_DENSITY, mag_limit=DR10_MAG_LIMIT, tiles=tiles)
+    print(
+        f"generated {report.total_rows:,} rows in {len(tiles)} tiles in "
+        f"{time.perf_counter() - t0:.1f} s ({report.total_rows / (time.perf_counter() - t0):,.0f} rows/s)"
+    )
+    files = sorted(sky_dir.glob("*.parquet"))
+    import pyarrow.parquet as pq
+
+    rows_per_file = [pq.ParquetFile(f).metadata.num_rows for f in files]
+
+    print(f"\n{'rows':>12} {'step':>6} {'seconds':>9} {'rows/s':>12} {'peak GB':>8}   ratio")
+    for size in args.sizes:
+        chosen, total = [], 0
+        for f, n in zip(files, rows_per_file, strict=True):
+            if total >= size * 1e6:
+                break
+            chosen.append(f)
+            total += n
+        subset = work / f"subset-{size:g}M"
+        subset.mkdir(exist_ok=True)
+        for f in chosen:
+            link = subset / f.name
+            if not link.exists():
+                link.symlink_to(f)
+        glob = str(subset / "*.parquet")
+        env = dict(os.environ, STRONGLENS_HOME=str(work / f"home-{size:g}M"), STRONGLENS_SWEEPS=glob)
+        Path(env["STRONGLENS_HOME"]).mkdir(exist_ok=True)
+        results = {}
+        for step in ("floor", "dag", "peer"):
+            if step == "peer" and total > args.peer_max_rows * 1e6:
+                continue
+            if step == "floor":
+                cmd = [PYTHON, "-c", FLOOR_SCRIPT, glob, DAG_COLUMNS]
+            elif step == "dag":
+                cmd = [
+                    str(Path(PYTHON).parent / "dbt"),
+                    "run",
+                    "--select",
+                    "+negatives",
+                    "--project-dir",
+                    str(ROOT),
+                    "--profiles-dir",
+                    str(ROOT),
+                ]
+            else:
+                cmd = [
+                    PYTHON,
+                    "-c",
+                    PEER_SCRIPT,
+                    json.dumps([str(f) for f in chosen]),
+                    str(ROOT / "seeds" / "lenscat_desi_candidates.csv"),
+                    DAG_COLUMNS,
+                ]
+            runs = [_measured(cmd, env) for _ in range(1 if step == "peer" else args.repeats)]
+            seconds = statistics.median(r[0] for r in runs)
+            peak = max(r[1] for r in runs)
+            results[step] = seconds
+            ratio = ""
+            if step == "dag":
+                ratio = f"dag/floor = {seconds / results['floor']:.1f}x"
+            elif step == "peer":
+                ratio = f"peer/dag = {seconds / results['dag']:.1f}x"
+            print(f"{total:>12,} {step:>6} {seconds:>9.2f} {total / seconds:>12,.0f} {peak:>8.2f}   {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

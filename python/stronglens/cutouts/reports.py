@@ -1,0 +1,103 @@
+"""QA of stored cutouts, the shortcut audit and their PNG reports, as the dbt models use them.
+
+Kept apart from the pure feature/audit code (``qa.py``, ``audit.py``) because this is where the
+warehouse's tables meet the files: which cutouts to load, how samples are labelled and grouped,
+and where each build's pictures go.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stronglens.cutouts.audit import shortcut_audit
+from stronglens.cutouts.plots import audit_png, mosaic_png
+from stronglens.cutouts.qa import qa_features
+from stronglens.cutouts.store import CUTOUT_SHAPE, read_cutout
+
+#: Label columns the audit groups by, from the manifest.
+LABEL_COLUMNS = ("sample_id", "label", "split", "n2_category")
+
+
+def load_cutouts(paths: list[str], threads: int = 8) -> np.ndarray:
+    """Read stored cutouts (threads: S3 reads are latency bound) into an (N, 101, 101, 3) array."""
+    out = np.empty((len(paths), *CUTOUT_SHAPE), dtype=np.float32)
+
+    def read(i: int) -> None:
+        out[i] = read_cutout(paths[i])[0]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(read, range(len(paths))))
+    return out
+
+
+def cutout_qa_table(cutouts: pa.Table, batch: int = 2048) -> pa.Table:
+    """``qa_features`` for every stored (status ok) cutout, read in batches to bound memory."""
+    ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok"))
+    parts = []
+    ids = ok.column("sample_id").to_pylist()
+    paths = ok.column("path").to_pylist()
+    for start in range(0, len(ids), batch):
+        images = load_cutouts(paths[start : start + batch])
+        parts.append(qa_features(images, ids=ids[start : start + batch]))
+    if not parts:
+        return qa_features(np.zeros((0, *CUTOUT_SHAPE), dtype=np.float32), ids=[])
+    return pa.concat_tables(parts)
+
+
+def _labelled(qa: pa.Table, manifest: pa.Table) -> pd.DataFrame:
+    labels = manifest.select(list(LABEL_COLUMNS)).to_pandas()
+    labels["label"] = (labels["label"] == "positive").astype(int)
+    return qa.to_pandas().merge(labels, on="sample_id", how="inner")
+
+
+def audit_table(
+    qa: pa.Table, manifest: pa.Table, n_boot: int, seed: int, flag_threshold: float
+) -> pd.DataFrame:
+    """The shortcut audit of the usable cutouts' QA features (label 1 = positive)."""
+    frame = _labelled(qa, manifest)
+    frame = frame[frame["is_usable"]].drop(columns=["is_usable", "unusable_reason"])
+    return shortcut_audit(frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold)
+
+
+def write_mosaic(
+    cutouts: pa.Table, manifest: pa.Table, out_dir: str, per_group: int, seed: int
+) -> Path | None:
+    """A mosaic of seeded random samples: positives, N1 and each N2 category, one row each."""
+    ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok")).select(["sample_id", "path"]).to_pandas()
+    frame = ok.merge(
+        manifest.select(["sample_id", "label", "n2_category", "tier"]).to_pandas(), on="sample_id"
+    )
+    if frame.empty:
+        return None
+    frame["group"] = np.where(frame["label"] == "positive", "positive", frame["n2_category"].fillna("N1"))
+    rng = np.random.default_rng(seed)
+    picked = pd.concat(
+        [members.iloc[rng.permutation(len(members))[:per_group]] for _, members in frame.groupby("group")]
+    )
+    order = ["positive", "N1", *sorted(set(picked["group"]) - {"positive", "N1"})]
+    titles = [
+        f"{sid}" + (f" ({tier})" if isinstance(tier, str) else "")
+        for sid, tier in zip(picked["sample_id"], picked["tier"], strict=True)
+    ]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return mosaic_png(
+        load_cutouts(picked["path"].tolist()),
+        picked["group"].tolist(),
+        Path(out_dir) / "cutout_mosaic.png",
+        titles=titles,
+        per_group=per_group,
+        group_order=[g for g in order if g in set(picked["group"])],
+    )
+
+
+def write_audit_plot(audit: pd.DataFrame, out_dir: str, flag_threshold: float) -> Path | None:
+    if audit.empty:
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return audit_png(audit, Path(out_dir) / "shortcut_audit.png", flag_threshold=flag_threshold)
