@@ -20,12 +20,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(BIN)/python -m stronglens.extensions
 
+# The main job: embedded sky (once), dbt build, quality check. Reports: warehouse/reports/.
 run: setup
 	$(BIN)/stronglens run
 
 lint: setup
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
+	$(BIN)/sqlfluff lint models
+	$(BIN)/sqlfluff lint --templater placeholder expectations
 
 test: setup lint
 	$(BIN)/pytest

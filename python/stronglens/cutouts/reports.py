@@ -22,6 +22,20 @@ from stronglens.cutouts.store import CUTOUT_SHAPE, read_cutout
 
 #: Label columns the audit groups by, from the manifest.
 LABEL_COLUMNS = ("sample_id", "label", "split", "n2_category")
+#: Columns (and dtypes) of the shortcut_audit table, also when there is nothing to audit.
+AUDIT_COLUMNS = {
+    "feature": "string",
+    "band": "string",
+    "scope_kind": "string",
+    "scope": "string",
+    "n_pos": "int64",
+    "n_neg": "int64",
+    "auc": "float64",
+    "auc_lo": "float64",
+    "auc_hi": "float64",
+    "flagged": "bool",
+    "note": "string",
+}
 
 
 def load_cutouts(paths: list[str], threads: int = 8) -> np.ndarray:
@@ -46,14 +60,16 @@ def cutout_qa_table(cutouts: pa.Table, batch: int = 2048) -> pa.Table:
         images = load_cutouts(paths[start : start + batch])
         parts.append(qa_features(images, ids=ids[start : start + batch]))
     if not parts:
-        return qa_features(np.zeros((0, *CUTOUT_SHAPE), dtype=np.float32), ids=[])
+        empty = qa_features(np.zeros((0, *CUTOUT_SHAPE), dtype=np.float32), ids=[])
+        return empty.set_column(0, "sample_id", pa.array([], pa.string()))
     return pa.concat_tables(parts)
 
 
 def _labelled(qa: pa.Table, manifest: pa.Table) -> pd.DataFrame:
     labels = manifest.select(list(LABEL_COLUMNS)).to_pandas()
     labels["label"] = (labels["label"] == "positive").astype(int)
-    return qa.to_pandas().merge(labels, on="sample_id", how="inner")
+    features = qa.to_pandas().astype({"sample_id": str})
+    return features.merge(labels.astype({"sample_id": str}), on="sample_id", how="inner")
 
 
 def audit_table(
@@ -62,6 +78,8 @@ def audit_table(
     """The shortcut audit of the usable cutouts' QA features (label 1 = positive)."""
     frame = _labelled(qa, manifest)
     frame = frame[frame["is_usable"]].drop(columns=["is_usable", "unusable_reason"])
+    if frame.empty:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in AUDIT_COLUMNS.items()})
     return shortcut_audit(frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold)
 
 
