@@ -6,7 +6,11 @@ with
 
 centres as (
 
-    select galaxy_id, ra, dec from {{ ref('cutout_manifest') }}
+    select
+        galaxy_id,
+        ra,
+        dec
+    from {{ ref('cutout_manifest') }}
 
 ),
 

@@ -6,13 +6,21 @@ with
 
 galaxies as (
 
-    select galaxy_id, ra, dec from {{ ref('int_galaxies_filtered') }}
+    select
+        galaxy_id,
+        ra,
+        dec
+    from {{ ref('int_galaxies_filtered') }}
 
 ),
 
 candidates as (
 
-    select candidate_id, ra, dec from {{ ref('int_lens_candidates_unioned') }}
+    select
+        candidate_id,
+        ra,
+        dec
+    from {{ ref('int_lens_candidates_unioned') }}
 
 ),
 

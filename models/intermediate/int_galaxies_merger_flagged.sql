@@ -8,18 +8,27 @@ with
 
 galaxies as (
 
-    select galaxy_id, ra, dec, flux_z from {{ ref('int_galaxies_filtered') }}
+    select
+        galaxy_id,
+        ra,
+        dec,
+        flux_z
+    from {{ ref('int_galaxies_filtered') }}
 
 ),
 
 neighbours as (
 
     -- Only sources bright enough to be "comparable" to some pool galaxy can matter.
-    select galaxy_id, ra, dec, flux_z
+    select
+        galaxy_id,
+        ra,
+        dec,
+        flux_z
     from {{ ref('stg_dr10__sweeps') }}
     where type not in ('PSF', 'DUP')
         and flux_z >= {{ ratio }} * power(10, (22.5 - {{ var('pool_max_mag_z') }}) / 2.5)
-            * mw_transmission_z
+        * mw_transmission_z
 
 ),
 

@@ -23,7 +23,9 @@ neighbour_pairs as (
 
 ranked_neighbours as (
 
-    select neighbour_pairs.l_id as candidate_id, candidates.merge_rank
+    select
+        neighbour_pairs.l_id as candidate_id,
+        candidates.merge_rank
     from neighbour_pairs
     inner join candidates on candidates.candidate_id = neighbour_pairs.r_id
 

@@ -4,7 +4,14 @@ with
 
 lenscat as (
 
-    select candidate_id, name, ra, dec, grade, catalog, 0 as catalog_rank
+    select
+        candidate_id,
+        name,
+        ra,
+        dec,
+        grade,
+        catalog,
+        0 as catalog_rank
     from {{ ref('stg_lenscat__lens_candidates') }}
 
 ),
@@ -12,7 +19,12 @@ lenscat as (
 extra as (
 
     select
-        candidate_id, name, ra, dec, grade, catalog,
+        candidate_id,
+        name,
+        ra,
+        dec,
+        grade,
+        catalog,
         {%- set lists = var('extra_candidates', []) %}
         {%- if lists %}
         case catalog
@@ -21,7 +33,7 @@ extra as (
             {%- endfor %}
         end
         {%- else %}
-        1
+            1
         {%- endif %} as catalog_rank
     from {{ ref('stg_extra__lens_candidates') }}
 

@@ -17,7 +17,10 @@ excluded as (
 
 mergers as (
 
-    select galaxy_id, merger_neighbour_id, merger_neighbour_arcsec
+    select
+        galaxy_id,
+        merger_neighbour_id,
+        merger_neighbour_arcsec
     from {{ ref('int_galaxies_merger_flagged') }}
 
 ),
@@ -40,18 +43,28 @@ flagged as (
 
     select
         kept.*,
-        coalesce((kept.type = 'DEV' or (kept.type = 'SER' and kept.sersic >= {{ var('n2_ring_min_sersic') }}))
-            and kept.flux_r >= {{ var('n2_ring_min_flux_r') }}, false) as ring_proxy,
-        coalesce(kept.ellipticity >= {{ var('n2_edge_on_min_ellipticity') }}
-            and kept.shape_r >= {{ var('n2_edge_on_min_shape_r') }}, false) as edge_on_proxy,
-        coalesce(kept.g_minus_r <= {{ var('n2_blue_clumpy_max_g_minus_r') }}
-            and kept.mag_r_dered <= {{ var('n2_blue_clumpy_max_mag_r') }}, false) as blue_clumpy_proxy,
-        coalesce(kept.shape_r >= {{ var('n2_large_galaxy_min_shape_r') }}
-            and kept.flux_r >= {{ var('n2_large_galaxy_min_flux_r') }}, false) as large_galaxy_proxy,
+        coalesce(
+            (kept.type = 'DEV' or (kept.type = 'SER' and kept.sersic >= {{ var('n2_ring_min_sersic') }}))
+            and kept.flux_r >= {{ var('n2_ring_min_flux_r') }}, false
+        ) as ring_proxy,
+        coalesce(
+            kept.ellipticity >= {{ var('n2_edge_on_min_ellipticity') }}
+            and kept.shape_r >= {{ var('n2_edge_on_min_shape_r') }}, false
+        ) as edge_on_proxy,
+        coalesce(
+            kept.g_minus_r <= {{ var('n2_blue_clumpy_max_g_minus_r') }}
+            and kept.mag_r_dered <= {{ var('n2_blue_clumpy_max_mag_r') }}, false
+        ) as blue_clumpy_proxy,
+        coalesce(
+            kept.shape_r >= {{ var('n2_large_galaxy_min_shape_r') }}
+            and kept.flux_r >= {{ var('n2_large_galaxy_min_flux_r') }}, false
+        ) as large_galaxy_proxy,
         mergers.galaxy_id is not null as merger_proxy,
-        coalesce(kept.w1_minus_w2_vega >= {{ var('n2_agn_min_w1_minus_w2_vega') }}
+        coalesce(
+            kept.w1_minus_w2_vega >= {{ var('n2_agn_min_w1_minus_w2_vega') }}
             and kept.snr_w1 >= {{ var('n2_agn_min_snr') }}
-            and kept.snr_w2 >= {{ var('n2_agn_min_snr') }}, false) as agn_host_proxy,
+            and kept.snr_w2 >= {{ var('n2_agn_min_snr') }}, false
+        ) as agn_host_proxy,
         mergers.merger_neighbour_id,
         mergers.merger_neighbour_arcsec
 
@@ -66,7 +79,7 @@ categorised as (
         *,
         case
             {%- for category in var('n2_priority') %}
-            when {{ category }} then '{{ category }}'
+                when {{ category }} then '{{ category }}'
             {%- endfor %}
         end as n2_category
 

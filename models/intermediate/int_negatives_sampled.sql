@@ -23,6 +23,24 @@ pool as (
 
 ),
 
+class_takes as (
+
+    select
+        stratum,
+        false as is_n2,
+        n1_take as take,
+        n_available_n1 as available
+    from plan
+    union all
+    select
+        stratum,
+        true as is_n2,
+        n2_take as take,
+        n_available_n2 as available
+    from plan
+
+),
+
 class_plan as (
 
     select
@@ -33,18 +51,16 @@ class_plan as (
         -- hash threshold keeping ~take + 5 sqrt(take) + 20 rows of `available`
         least(1.0, (take + 5 * sqrt(take) + 20) / greatest(available, 1)) * {{ p }} as threshold
 
-    from (
-        select stratum, false as is_n2, n1_take as take, n_available_n1 as available from plan
-        union all
-        select stratum, true as is_n2, n2_take as take, n_available_n2 as available from plan
-    )
+    from class_takes
     where take > 0
 
 ),
 
 prefiltered as (
 
-    select pool.*, class_plan.take
+    select
+        pool.*,
+        class_plan.take
     from pool
     inner join class_plan
         on class_plan.stratum = pool.stratum and class_plan.is_n2 = pool.is_n2
@@ -54,7 +70,10 @@ prefiltered as (
 
 prefilter_counts as (
 
-    select stratum, is_n2, count(*) as n_kept
+    select
+        stratum,
+        is_n2,
+        count(*) as n_kept
     from prefiltered
     group by stratum, is_n2
 
@@ -62,7 +81,11 @@ prefilter_counts as (
 
 short_classes as (
 
-    select class_plan.stratum, class_plan.is_n2, class_plan.threshold, class_plan.take
+    select
+        class_plan.stratum,
+        class_plan.is_n2,
+        class_plan.threshold,
+        class_plan.take
     from class_plan
     left join prefilter_counts
         on prefilter_counts.stratum = class_plan.stratum and prefilter_counts.is_n2 = class_plan.is_n2
@@ -74,7 +97,9 @@ stage1_candidates as (
 
     select * from prefiltered
     union all
-    select pool.*, short_classes.take
+    select
+        pool.*,
+        short_classes.take
     from pool
     inner join short_classes
         on short_classes.stratum = pool.stratum and short_classes.is_n2 = pool.is_n2
@@ -82,16 +107,35 @@ stage1_candidates as (
 
 ),
 
+stage1_ranked as (
+
+    select
+        *,
+        row_number() over (partition by stratum, is_n2 order by sample_hash, galaxy_id) as class_rank
+
+    from stage1_candidates
+
+),
+
 stage1 as (
 
-    select * exclude (take, class_rank), stratum as sampled_for_stratum, 1 as sampling_stage
-    from (
-        select
-            *,
-            row_number() over (partition by stratum, is_n2 order by sample_hash, galaxy_id) as class_rank
-        from stage1_candidates
-    )
+    select
+        * exclude (take, class_rank),
+        stratum as sampled_for_stratum,
+        1 as sampling_stage
+
+    from stage1_ranked
     where class_rank <= take
+
+),
+
+stage1_counts as (
+
+    select
+        stratum,
+        count(*) as n_taken
+    from stage1
+    group by stratum
 
 ),
 
@@ -101,12 +145,11 @@ deficits as (
         plan.stratum,
         plan.split,
         plan.type_bin,
-        plan.n_wanted - coalesce(taken.n_taken, 0) as deficit
+        plan.n_wanted - coalesce(stage1_counts.n_taken, 0) as deficit
 
     from plan
-    left join (select stratum, count(*) as n_taken from stage1 group by stratum) as taken
-        on taken.stratum = plan.stratum
-    where plan.n_wanted > coalesce(taken.n_taken, 0)
+    left join stage1_counts on stage1_counts.stratum = plan.stratum
+    where plan.n_wanted > coalesce(stage1_counts.n_taken, 0)
 
 ),
 
@@ -122,6 +165,15 @@ deficit_slices as (
 
 ),
 
+short_bins as (
+
+    select distinct
+        split,
+        type_bin
+    from deficits
+
+),
+
 topup_candidates as (
 
     select
@@ -130,7 +182,7 @@ topup_candidates as (
             as topup_rank
 
     from pool
-    semi join (select distinct split, type_bin from deficits) as short_bins
+    semi join short_bins
         on short_bins.split = pool.split and short_bins.type_bin = pool.type
     anti join stage1 on stage1.galaxy_id = pool.galaxy_id
 
@@ -138,14 +190,17 @@ topup_candidates as (
 
 stage2 as (
 
-    select topup_candidates.* exclude (topup_rank), deficit_slices.stratum as sampled_for_stratum,
+    select
+        topup_candidates.* exclude (topup_candidates.topup_rank),
+        deficit_slices.stratum as sampled_for_stratum,
         2 as sampling_stage
+
     from topup_candidates
     inner join deficit_slices
         on deficit_slices.split = topup_candidates.split
-        and deficit_slices.type_bin = topup_candidates.type
-        and topup_candidates.topup_rank > deficit_slices.slice_start
-        and topup_candidates.topup_rank <= deficit_slices.slice_end
+            and deficit_slices.type_bin = topup_candidates.type
+            and deficit_slices.slice_start < topup_candidates.topup_rank
+            and deficit_slices.slice_end >= topup_candidates.topup_rank
 
 ),
 

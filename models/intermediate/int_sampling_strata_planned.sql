@@ -18,7 +18,10 @@ positives as (
 
 pool as (
 
-    select stratum, is_n2 from {{ ref('int_negative_pool') }}
+    select
+        stratum,
+        is_n2
+    from {{ ref('int_negative_pool') }}
 
 ),
 

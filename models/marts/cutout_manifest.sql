@@ -43,14 +43,16 @@ chosen_positives as (
 
     select * from ranked_positives
     {%- if max_positives is not none %}
-    where subset_rank <= {{ max_positives }}
+        where subset_rank <= {{ max_positives }}
     {%- endif %}
 
 ),
 
 wanted_negatives as (
 
-    select stratum, count(*) * {{ var('neg_pos_ratio') }} as n_wanted
+    select
+        stratum,
+        count(*) * {{ var('neg_pos_ratio') }} as n_wanted
     from chosen_positives
     group by stratum
 
@@ -60,22 +62,38 @@ chosen_negatives as (
 
     select negatives.*
     from (
-        select *, row_number() over (partition by stratum order by sample_hash, galaxy_id) as stratum_rank
+        select
+            *,
+            row_number() over (partition by stratum order by sample_hash, galaxy_id) as stratum_rank
         from negatives
     ) as negatives
     inner join wanted_negatives on wanted_negatives.stratum = negatives.stratum
     {%- if max_positives is not none %}
-    where negatives.stratum_rank <= wanted_negatives.n_wanted
+        where negatives.stratum_rank <= wanted_negatives.n_wanted
     {%- endif %}
 
 ),
 
 samples as (
 
-    select galaxy_id, 'positive' as label, true as is_lens, tier, null as n2_category, split, stratum
+    select
+        galaxy_id,
+        'positive' as label,
+        true as is_lens,
+        tier,
+        null as n2_category,
+        split,
+        stratum
     from chosen_positives
     union all
-    select galaxy_id, 'negative' as label, false as is_lens, null as tier, n2_category, split, stratum
+    select
+        galaxy_id,
+        'negative' as label,
+        false as is_lens,
+        null as tier,
+        n2_category,
+        split,
+        stratum
     from chosen_negatives
 
 ),
@@ -99,9 +117,9 @@ final as (
         sweeps.shape_e2,
         sweeps.sersic,
         {%- for band in ['g', 'r', 'z'] %}
-        sweeps.flux_{{ band }},
-        sweeps.psfsize_{{ band }},
-        sweeps.psfdepth_{{ band }},
+            sweeps.flux_{{ band }},
+            sweeps.psfsize_{{ band }},
+            sweeps.psfdepth_{{ band }},
         {%- endfor %}
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,

@@ -13,7 +13,10 @@ with
 
 plan as (
 
-    select stratum, n2_take = n2_quota as quota_met from {{ ref('int_sampling_strata_planned') }}
+    select
+        stratum,
+        n2_take = n2_quota as quota_met
+    from {{ ref('int_sampling_strata_planned') }}
 
 ),
 
@@ -31,11 +34,18 @@ negatives as (
 
 quota_shares as (
 
-    select split, avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
-    from negatives where quota_met group by split
+    select
+        split,
+        avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
+    from negatives
+    where quota_met
+    group by split
     union all
-    select 'all' as split, avg(case when category != 'N1' then 1.0 else 0.0 end)
-    from negatives where quota_met
+    select
+        'all' as split,
+        avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
+    from negatives
+    where quota_met
 
 ),
 
@@ -55,9 +65,19 @@ splits as (
 
 counts as (
 
-    select split, category, count(*) as n from negatives group by split, category
+    select
+        split,
+        category,
+        count(*) as n
+    from negatives
+    group by split, category
     union all
-    select 'all' as split, category, count(*) as n from negatives group by category
+    select
+        'all' as split,
+        category,
+        count(*) as n
+    from negatives
+    group by category
 
 ),
 
@@ -83,7 +103,7 @@ final as (
         grid.n_negatives,
         grid.n_negatives / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as share,
         sum(case when grid.category != 'N1' then grid.n_negatives else 0 end) over (partition by grid.split)
-            / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as n2_share_of_split,
+        / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as n2_share_of_split,
         quota_shares.n2_share_quota_strata,
         coalesce(quota_shares.n2_share_quota_strata between {{ band[0] }} and {{ band[1] }}, false)
             as n2_share_in_band

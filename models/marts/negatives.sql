@@ -30,7 +30,7 @@ final as (
         n2_category,
         is_n2,
         {%- for category in var('n2_priority') %}
-        {{ category }},
+            {{ category }},
         {%- endfor %}
         healpix,
         split,

@@ -52,9 +52,11 @@ final as (
         n_sampled,
         n_sampled_n2,
         n_topped_up,
-        nullif(concat_ws(';',
+        nullif(concat_ws(
+            ';',
             case when n_positives_type_fallback > 0
-                then 'type_outside_bins:' || n_positives_type_fallback end,
+                    then 'type_outside_bins:' || n_positives_type_fallback
+            end,
             case when n2_take < n2_quota then 'n2_short:' || (n2_quota - n2_take) end,
             case when n2_take > n2_quota then 'n1_short:' || (n2_take - n2_quota) end,
             case when n_topped_up > 0 then 'short_stratum:topped_up_' || n_topped_up end,

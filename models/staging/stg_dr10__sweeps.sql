@@ -22,16 +22,16 @@ renamed as (
         cast(dec as double) as dec,
         cast(ebv as double) as ebv,
         {%- for band in ['g', 'r', 'z', 'w1', 'w2'] %}
-        cast(flux_{{ band }} as double) as flux_{{ band }},
-        cast(flux_ivar_{{ band }} as double) as flux_ivar_{{ band }},
-        cast(mw_transmission_{{ band }} as double) as mw_transmission_{{ band }},
+            cast(flux_{{ band }} as double) as flux_{{ band }},
+            cast(flux_ivar_{{ band }} as double) as flux_ivar_{{ band }},
+            cast(mw_transmission_{{ band }} as double) as mw_transmission_{{ band }},
         {%- endfor %}
         {%- for band in ['g', 'r', 'z'] %}
-        cast(nobs_{{ band }} as integer) as nobs_{{ band }},
-        cast(psfsize_{{ band }} as double) as psfsize_{{ band }},
-        cast(psfdepth_{{ band }} as double) as psfdepth_{{ band }},
-        cast(galdepth_{{ band }} as double) as galdepth_{{ band }},
-        cast(fracflux_{{ band }} as double) as fracflux_{{ band }},
+            cast(nobs_{{ band }} as integer) as nobs_{{ band }},
+            cast(psfsize_{{ band }} as double) as psfsize_{{ band }},
+            cast(psfdepth_{{ band }} as double) as psfdepth_{{ band }},
+            cast(galdepth_{{ band }} as double) as galdepth_{{ band }},
+            cast(fracflux_{{ band }} as double) as fracflux_{{ band }},
         {%- endfor %}
         cast(shape_r as double) as shape_r,
         cast(shape_e1 as double) as shape_e1,
@@ -50,9 +50,9 @@ derived as (
     select
         *,
         {%- for band in ['g', 'r', 'z', 'w1', 'w2'] %}
-        {{ nanomaggies_to_mag('flux_' ~ band) }} as mag_{{ band }},
-        {{ nanomaggies_to_mag('flux_' ~ band ~ ' / nullif(mw_transmission_' ~ band ~ ', 0)') }}
-            as mag_{{ band }}_dered,
+            {{ nanomaggies_to_mag('flux_' ~ band) }} as mag_{{ band }},
+            {{ nanomaggies_to_mag('flux_' ~ band ~ ' / nullif(mw_transmission_' ~ band ~ ', 0)') }}
+                as mag_{{ band }}_dered,
         {%- endfor %}
         flux_w1 * sqrt(greatest(flux_ivar_w1, 0)) as snr_w1,
         flux_w2 * sqrt(greatest(flux_ivar_w2, 0)) as snr_w2,

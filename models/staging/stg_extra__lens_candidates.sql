@@ -7,18 +7,18 @@
 with
 
 {% if lists | length == 0 -%}
-source as (
+    source as (
 
-    select
-        cast(null as varchar) as name,
-        cast(null as double) as ra,
-        cast(null as double) as dec,
-        cast(null as varchar) as grade,
-        cast(null as varchar) as catalog,
-        cast(null as bigint) as file_row_number
-    where false
+        select
+            cast(null as varchar) as name,
+            cast(null as double) as ra,
+            cast(null as double) as dec,
+            cast(null as varchar) as grade,
+            cast(null as varchar) as catalog,
+            cast(null as bigint) as file_row_number
+        where false
 
-),
+    ),
 {%- else -%}
 source as (
 

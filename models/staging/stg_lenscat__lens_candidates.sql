@@ -22,8 +22,11 @@ renamed as (
         lenscat_type,
         -- lenscat joins the redshifts of aliases with ' | '; keep the first measured one.
         try_cast(
-            list_filter(string_split(zlens, ' | '), z -> try_cast(z as double) is not null
-                and not isnan(try_cast(z as double)))[1]
+            list_filter(
+                string_split(zlens, ' | '), z -> try_cast(z as double) is not null
+                and not isnan(try_cast(z as double))
+            )[1
+            ]
             as double
         ) as zlens,
         ref as reference,
