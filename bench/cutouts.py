@@ -1,7 +1,8 @@
-"""Cutout benchmark: cutouts/s from the HTTP source (against the loopback emulator) and the coadd source.
+"""Cutout benchmark: cutouts/s from the HTTP source (against the loopback emulator), the coadd
+source and the synthetic renderer.
 
     python -m bench.cutouts [--latency 1.0] [--levels 1 4 16 32] [--max-requests 64] [--repeats 3]
-                            [--coadd-cutouts 200] [--workdir DIR] [--json PATH]
+                            [--coadd-cutouts 200] [--synthetic-cutouts 1000] [--workdir DIR] [--json PATH]
 
 HTTP: the emulator answers every request after ``--latency`` seconds (the real service took ~1 s a
 cutout for one client, DOMAIN.md); the client fetches ``min(--max-requests, 8 x concurrency)``
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from astropy.io import fits
 from astropy.wcs import WCS
 
@@ -164,6 +166,31 @@ def bench_coadd(root: Path, n: int, repeats: int) -> list[CoaddRow]:
     return rows
 
 
+def bench_synthetic(workdir: Path, n: int, repeats: int) -> tuple[float, float]:
+    """Synthetic renderer: ``n`` galaxies of a synthetic sky tile (1 in 101 lensed, as in the
+    training set, no neighbours), rendered in one batch; returns (cutouts/s, seconds), medians."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from stronglens.cutouts.render import GALAXY_COLUMNS, render_batch
+    from stronglens.synth import generate_sky
+
+    generate_sky(str(workdir / "sky"), tiles=["sweep-150p000-155p005"], progress=False)
+    table = pq.read_table(next((workdir / "sky").glob("*.parquet")))
+    table = table.filter(pc.is_in(table["type"], value_set=pa.array(["REX", "DEV", "SER", "EXP"])))
+    key = pc.add(
+        pc.multiply(pc.cast(table["brickid"], pa.int64()), 1_000_000), pc.cast(table["objid"], pa.int64())
+    )
+    table = table.append_column("galaxy_id", key).slice(0, n)
+    table = table.append_column("is_lens", pa.array(np.arange(table.num_rows) % 101 == 0))
+    table = table.select([*GALAXY_COLUMNS, "is_lens"])
+
+    def run() -> int:
+        return render_batch(table, None, seed=1).cutouts.shape[0]
+
+    return median_rate(run, repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=64, help="most HTTP requests per level and run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
     parser.add_argument("--coadd-cutouts", type=int, default=200, help="coadd cutouts per run")
+    parser.add_argument("--synthetic-cutouts", type=int, default=1000, help="synthetic cutouts per run")
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where to write the bricks (default: temp)"
     )
@@ -208,9 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mode':>18} {'seconds':>8} {'cutouts/s':>10} {'vs HTTP c=' + str(levels[0]):>14}")
     for c in coadd_rows:
         print(f"{c.mode:>18} {c.seconds:>8.2f} {c.per_s:>10.1f} {c.per_s / base:>13.0f}x")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        synth_per_s, synth_seconds = bench_synthetic(Path(tmp), args.synthetic_cutouts, args.repeats)
+    print(
+        f"Synthetic renderer: {args.synthetic_cutouts} cutouts (1 in 101 lensed) in {synth_seconds:.2f} s = "
+        f"{synth_per_s:.1f} cutouts/s, {synth_per_s / base:.0f}x HTTP c={levels[0]} "
+        f"(median of {args.repeats})"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"http": [asdict(r) for r in http_rows], "coadd": [asdict(c) for c in coadd_rows]}
+        payload = {
+            "http": [asdict(r) for r in http_rows],
+            "coadd": [asdict(c) for c in coadd_rows],
+            "synthetic": {"cutouts_per_s": synth_per_s, "seconds": synth_seconds},
+        }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

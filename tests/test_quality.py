@@ -193,13 +193,16 @@ def test_frames_equal_independent_references(marts: dict[str, pa.Table], params:
     strata = marts["sampling_strata"].to_pandas()
     names = strata.fallback.fillna("").map(lambda f: {t.split(":")[0] for t in f.split(";") if t})
     short = set(strata.stratum[names.map(lambda n: bool(n & set(params["shortfall_fallbacks"])))])
+    quota_missed = set(strata.stratum[names.map(lambda n: bool(n & {"n1_short", "n2_short"}))])
     per_split = quality.compute_frame(con, SUITES["negatives_per_split"], params).set_index("split")
     matched = positives[positives.is_matched]
     for split, frame in per_split.iterrows():
         negs = neg_rows[neg_rows.split == split]
         full_neg = (~negs.stratum.isin(short)).sum()
         full_pos = (~matched[matched.split == split].stratum.isin(short)).sum()
-        assert frame.n_negatives == len(negs) and frame.n2_share == pytest.approx(negs.is_n2.mean())
+        quota_negs = negs[~negs.stratum.isin(quota_missed)]
+        want_share = quota_negs.is_n2.mean() if len(quota_negs) else 0.0
+        assert frame.n_negatives == len(negs) and frame.n2_share == pytest.approx(want_share)
         assert frame.negatives_per_positive == pytest.approx(full_neg / full_pos)
 
     shares = quality.compute_frame(con, SUITES["split_shares"], params).set_index("split")

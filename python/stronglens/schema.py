@@ -66,7 +66,7 @@ def _fields() -> list[pa.Field]:
     fields += [pa.field(f"fracmasked_{b}", f32) for b in OPTICAL_BANDS]
     fields += [pa.field(f"fracin_{b}", f32) for b in OPTICAL_BANDS]
     fields += [pa.field(f"psfsize_{b}", f32) for b in OPTICAL_BANDS]
-    fields += [pa.field(f"psfdepth_{b}", f32) for b in OPTICAL_BANDS + ("w1", "w2")]
+    fields += [pa.field(f"psfdepth_{b}", f32) for b in (*OPTICAL_BANDS, "w1", "w2")]
     fields += [pa.field(f"galdepth_{b}", f32) for b in OPTICAL_BANDS]
     fields += [pa.field(f"fiberflux_{b}", f32) for b in OPTICAL_BANDS]
     for name in ("shape_r", "shape_e1", "shape_e2", "sersic"):
