@@ -182,6 +182,7 @@ def test_earlier_builds_stay_readable(sweeps_glob: str, tmp_path: Path) -> None:
     assert list(builds.build_id) == [1, 2]
     assert (builds.status == "success").all()
     assert json.loads(builds.vars_json[1])["neg_pos_ratio"] == 7
+    assert set(json.loads(builds.vars_json[0])) == set(VARS) | {"sweeps"}  # every var is recorded
     assert json.loads(builds.vars_json[0])["neg_pos_ratio"] == VARS["neg_pos_ratio"]
     first = _table(
         home,

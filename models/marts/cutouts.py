@@ -17,6 +17,8 @@ def model(dbt, session):
         bands=dbt.config.get("cutout_bands"),
         concurrency=int(dbt.config.get("cutout_concurrency")),
         rate_limit_per_s=float(dbt.config.get("cutout_rate_limit_per_s")),
+        max_attempts=int(dbt.config.get("cutout_max_attempts")),
+        backoff_base_s=float(dbt.config.get("cutout_backoff_base_s")),
         coadd_root=dbt.config.get("cutout_coadd_root") or None,
     )
     manifest = dbt.ref("cutout_manifest").to_arrow_table()

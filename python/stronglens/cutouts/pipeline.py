@@ -63,6 +63,8 @@ class FetchSettings:
     bands: str = "grz"
     concurrency: int = 8
     rate_limit_per_s: float = 5.0
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0
     coadd_root: str | None = None
     batch_size: int = 256
 
@@ -156,6 +158,8 @@ def _source_results(
             bands=settings.bands,
             concurrency=settings.concurrency,
             rate_limit_per_s=settings.rate_limit_per_s,
+            max_attempts=settings.max_attempts,
+            backoff_base_s=settings.backoff_base_s,
         ) as client:
             yield from client.fetch_many(requests_)
     else:
