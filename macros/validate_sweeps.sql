@@ -94,16 +94,23 @@
             limit 10
         ),
         duplicate_keys as (
+            -- one BIGINT per key (the galaxy_id packing; bad_keys guards its range) keeps the hash
+            -- table small; the files of a duplicated key are looked up only when there is one
             select
                 min(filename) as filename,
                 min(file_row_number) as file_row_number,
                 'release/brickid/objid' as column_name,
-                'key (' || release || ', ' || brickid || ', ' || objid || ') appears '
+                'key (' || min(release) || ', ' || min(brickid) || ', ' || min(objid) || ') appears '
                     || count(*) || ' times (also in ' || max(filename) || ')' as problem
             from sweeps
+            where {{ galaxy_id('release', 'brickid', 'objid') }} in (
+                select {{ galaxy_id('release', 'brickid', 'objid') }}
+                from read_parquet('{{ sweeps_glob }}')
+                group by 1
+                having count(*) > 1
+                limit 10
+            )
             group by release, brickid, objid
-            having count(*) > 1
-            limit 10
         )
         select * from bad_coordinates
         union all select * from bad_keys

@@ -1,5 +1,5 @@
--- Tier-A/B candidates (grades A and B) with their nearest DR10 counterpart within
--- match_radius_arcsec (zones crossmatch; equals astropy match_coordinates_sky cut at the radius).
+-- Tier-A/B candidates (grades A and B) with their nearest DR10 counterpart
+-- (int_lens_candidates_nearest) and the counterpart's photometry and observing conditions.
 
 with
 
@@ -10,15 +10,15 @@ candidates as (
 
 ),
 
-sweeps as (
+nearest as (
 
-    select * from {{ ref('stg_dr10__sweeps') }}
+    select * from {{ ref('int_lens_candidates_nearest') }}
 
 ),
 
-nearest as (
+sweeps as (
 
-    {{ zones_nearest('candidates', 'sweeps', 'candidate_id', 'galaxy_id', var('match_radius_arcsec')) }}
+    select * from {{ ref('stg_dr10__sweeps') }}
 
 ),
 
@@ -32,7 +32,7 @@ final as (
         candidates.grade as tier,
         candidates.catalogs,
         candidates.n_listings,
-        nearest.r_id is not null as is_matched,
+        nearest.galaxy_id is not null as is_matched,
         nearest.sep_arcsec,
         sweeps.galaxy_id,
         sweeps.release,
@@ -51,8 +51,8 @@ final as (
         sweeps.psfsize_z
 
     from candidates
-    left join nearest on nearest.l_id = candidates.candidate_id
-    left join sweeps on sweeps.galaxy_id = nearest.r_id
+    left join nearest on nearest.candidate_id = candidates.candidate_id
+    left join sweeps on sweeps.galaxy_id = nearest.galaxy_id
 
 )
 
