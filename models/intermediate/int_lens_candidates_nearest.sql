@@ -14,7 +14,11 @@ candidates as (
 
 positions as (
 
-    select galaxy_id, ra, dec from {{ ref('stg_dr10__sweeps') }}
+    select
+        galaxy_id,
+        ra,
+        dec
+    from {{ ref('stg_dr10__sweeps') }}
 
 ),
 
