@@ -1,4 +1,4 @@
-"""The ``stronglens`` command line: generate or convert sweeps, build, query and list builds."""
+"""The ``stronglens`` command line: generate or convert sweeps, build, check, query, list builds, docs."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from stronglens import paths
 from stronglens.dbt_docs import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from stronglens.synth import SynthReport
 
 FORMATS = ("table", "csv", "json")
 
@@ -68,7 +72,7 @@ def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) ->
     return subprocess.run(args, env=env, check=False).returncode
 
 
-def _synth_summary(report) -> str:
+def _synth_summary(report: SynthReport) -> str:
     return (
         f"{report.total_rows:,} rows in {len(report.files)} files, {report.seconds:.1f} s "
         f"({report.rows_per_second:,.0f} rows/s); footprint {report.footprint_area_deg2:,.0f} deg^2; "
