@@ -1,6 +1,5 @@
--- Catalogue sources around every cutout centre (within cutout_neighbour_radius_arcsec), with the
--- shape and flux columns the synthetic renderer draws them from. DUP sources carry no flux of
--- their own and are left out.
+-- Catalogue sources around every cutout centre (int_cutout_neighbour_pairs), with the shape and
+-- flux columns the synthetic renderer draws them from.
 
 with
 
@@ -14,24 +13,22 @@ centres as (
 
 ),
 
-sweeps as (
+pairs as (
 
-    select * from {{ ref('stg_dr10__sweeps') }}
-    where type != 'DUP'
+    select * from {{ ref('int_cutout_neighbour_pairs') }}
 
 ),
 
-pairs as (
+sweeps as (
 
-    {{ zones_pairs('centres', 'sweeps', 'galaxy_id', 'galaxy_id',
-                   var('cutout_neighbour_radius_arcsec'), exclude_self=true) }}
+    select * from {{ ref('stg_dr10__sweeps') }}
 
 ),
 
 final as (
 
     select
-        pairs.l_id as galaxy_id,
+        pairs.galaxy_id,
         centres.ra as ra0,
         centres.dec as dec0,
         sweeps.galaxy_id as neighbour_id,
@@ -47,8 +44,8 @@ final as (
         sweeps.flux_z
 
     from pairs
-    inner join centres on centres.galaxy_id = pairs.l_id
-    inner join sweeps on sweeps.galaxy_id = pairs.r_id
+    inner join centres on centres.galaxy_id = pairs.galaxy_id
+    inner join sweeps on sweeps.galaxy_id = pairs.neighbour_id
 
 )
 
