@@ -29,7 +29,8 @@
         {%- if name == 'sweeps' -%}
             {%- do values.update({name: sweeps_location()}) -%}
         {%- elif name == 'cutout_root' -%}
-            {%- do values.update({name: cutout_root_location()}) -%}
+            {#- null var: the store stronglens.paths resolved and `stronglens` exported. -#}
+            {%- do values.update({name: var(name, none) or env_var('STRONGLENS_CUTOUTS', '') or none}) -%}
         {%- else -%}
             {%- do values.update({name: var(name, none)}) -%}
         {%- endif -%}

@@ -3,14 +3,11 @@ the paths dbt uses are the ones stronglens.paths resolves."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from stronglens import paths
 from stronglens.storage import connect_duckdb
-from tests.pipeline import ROOT
+from tests.pipeline import ROOT, dbt_show
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIATEST",
@@ -19,29 +16,7 @@ S3_ENV = {
     "AWS_REGION": "eu-west-3",
     "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
 }
-FLAGS = ("--output", "json", "--log-format", "json", "--profiles-dir", ".")
 SECRETS_SQL = "select name, secret_string from duckdb_secrets() where type = 's3' order by name"
-
-
-def _dbt_show(home: Path, sql: str, env: dict[str, str]) -> list[dict[str, object]]:
-    """Rows of ``dbt show --inline`` run plainly (no stronglens CLI) from the project root."""
-    dbt = Path(sys.executable).with_name("dbt")
-    full_env = dict(os.environ, **env, STRONGLENS_HOME=str(home), DBT_TARGET_PATH=str(home / "target"))
-    out = subprocess.run(
-        [str(dbt), "show", "--inline", sql, *FLAGS],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    for line in out.stdout.splitlines():
-        data = json.loads(line).get("data", {})
-        if "preview" in data:
-            preview = data["preview"]
-            return json.loads(preview) if isinstance(preview, str) else preview
-    raise AssertionError(f"no preview in dbt show output:\n{out.stdout[-3000:]}")
 
 
 def test_dbt_s3_secret_is_storage_secret(tmp_path: Path, monkeypatch: object) -> None:
@@ -56,5 +31,20 @@ def test_dbt_s3_secret_is_storage_secret(tmp_path: Path, monkeypatch: object) ->
     finally:
         con.close()
     assert "session_token=redacted" in expected[0][1]
-    rows = _dbt_show(tmp_path, SECRETS_SQL, S3_ENV)
+    rows = dbt_show(tmp_path, SECRETS_SQL, S3_ENV)
     assert [(r["name"], r["secret_string"]) for r in rows] == expected
+
+
+def test_dbt_resolves_the_paths_stronglens_paths_resolves(tmp_path: Path, monkeypatch: object) -> None:
+    """A plain dbt run (no CLI exports) finds the sweeps where stronglens.paths puts them, in the
+    warehouse the profile names; the profile's default home is paths.py's."""
+    home = tmp_path / "home"
+    for name in (paths.SWEEPS_ENV, paths.CUTOUTS_ENV, paths.LAKE_DATA_ENV):
+        monkeypatch.delenv(name, raising=False)  # type: ignore[attr-defined]
+    monkeypatch.setenv(paths.HOME_ENV, str(home))  # type: ignore[attr-defined]
+    sql = "select '{{ sweeps_location() }}' as sweeps, '{{ target.path }}' as duckdb_file"
+    (row,) = dbt_show(home, sql)
+    assert row["sweeps"] == paths.sweeps_glob()
+    assert Path(str(row["duckdb_file"])).parent == paths.warehouse_home()
+    profile = (ROOT / "profiles.yml").read_text()
+    assert f"env_var('{paths.HOME_ENV}', '{paths.DEFAULT_HOME_DIRNAME}')" in profile

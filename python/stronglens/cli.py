@@ -46,8 +46,7 @@ def _build_environment(sweeps: str | None) -> dict[str, str]:
     home = paths.warehouse_home()
     home.mkdir(parents=True, exist_ok=True)
     return {
-        paths.HOME_ENV: str(home),
-        paths.SWEEPS_ENV: sweeps or paths.sweeps_glob(),
+        **paths.dbt_environment(sweeps),
         "STRONGLENS_GIT_COMMIT": _git_commit(root),
         # dbt artifacts (manifest, run results, logs) belong to the warehouse they describe, and
         # builds of different warehouses never race on one target/ folder.

@@ -4,6 +4,12 @@ The dbt project is the repository root (the folder holding ``dbt_project.yml``).
 dbt's DuckDB file, the DuckLake catalog and its Parquet data, the embedded sweeps -- lives in
 ``$STRONGLENS_HOME`` (default ``<project>/warehouse``, git-ignored), so that one environment variable
 moves every output of a build.
+
+This module is the one place that resolves locations.  ``stronglens`` exports each of them to dbt
+as an environment variable (:func:`dbt_environment`); dbt reads them in ``profiles.yml`` and through
+the ``sweeps`` / ``cutout_root`` vars of ``dbt_project.yml``, whose fallbacks (for a plain
+``dbt build``) derive from the profile's DuckDB file in ``$STRONGLENS_HOME`` as these functions do
+(tests/test_config_single_source.py checks that both sides agree).
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from pathlib import Path
 HOME_ENV = "STRONGLENS_HOME"
 SWEEPS_ENV = "STRONGLENS_SWEEPS"
 LAKE_DATA_ENV = "STRONGLENS_LAKE_DATA"
+CUTOUTS_ENV = "STRONGLENS_CUTOUTS"
+#: The warehouse folder inside the project when ``$STRONGLENS_HOME`` is unset (profiles.yml's default).
+DEFAULT_HOME_DIRNAME = "warehouse"
 
 
 def project_root() -> Path:
@@ -34,7 +43,7 @@ def project_root() -> Path:
 def warehouse_home() -> Path:
     """The warehouse folder: ``$STRONGLENS_HOME`` or ``<project>/warehouse``."""
     env = os.environ.get(HOME_ENV)
-    return Path(env).resolve() if env else project_root() / "warehouse"
+    return Path(env).resolve() if env else project_root() / DEFAULT_HOME_DIRNAME
 
 
 def default_sweeps_dir() -> Path:
@@ -55,3 +64,21 @@ def catalog_path() -> Path:
 def lake_data_path() -> str:
     """The DuckLake data path: ``$STRONGLENS_LAKE_DATA`` (folder or s3:// prefix) or ``<home>/lake/``."""
     return os.environ.get(LAKE_DATA_ENV) or str(warehouse_home() / "lake") + "/"
+
+
+def cutout_root() -> str:
+    """The cutout store: ``$STRONGLENS_CUTOUTS`` (folder or s3:// prefix) or ``<home>/cutouts``."""
+    return os.environ.get(CUTOUTS_ENV) or str(warehouse_home() / "cutouts")
+
+
+def dbt_environment(sweeps: str | None = None) -> dict[str, str]:
+    """Every location dbt needs, resolved here, as the environment variables dbt reads.
+
+    ``sweeps`` overrides the sweeps glob (``stronglens build --sweeps``).
+    """
+    return {
+        HOME_ENV: str(warehouse_home()),
+        SWEEPS_ENV: sweeps or sweeps_glob(),
+        LAKE_DATA_ENV: lake_data_path(),
+        CUTOUTS_ENV: cutout_root(),
+    }

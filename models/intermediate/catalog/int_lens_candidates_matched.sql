@@ -48,7 +48,12 @@ final as (
         sweeps.r_minus_z,
         sweeps.shape_r,
         sweeps.nobs_z,
-        sweeps.psfsize_z
+        sweeps.psfsize_z,
+        -- The one HEALPix pixel of a positive (int_healpix_splits and int_positives_stratified read
+        -- it): the DR10 counterpart's position when matched (the cutout is centred there), else
+        -- the candidate's.
+        {{ healpix_nest('coalesce(sweeps.ra, candidates.ra)', 'coalesce(sweeps.dec, candidates.dec)',
+                        var('healpix_nside')) }} as healpix
 
     from candidates
     left join nearest on nearest.candidate_id = candidates.candidate_id

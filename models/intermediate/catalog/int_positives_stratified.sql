@@ -1,5 +1,5 @@
--- Positives with their HEALPix pixel, split and sampling stratum. The pixel comes from the DR10
--- counterpart's position when matched (the cutout is centred there), else the candidate's.
+-- Positives with their split and sampling stratum, by the HEALPix pixel int_lens_candidates_matched
+-- computed (the DR10 counterpart's position when matched, else the candidate's).
 -- A counterpart whose TYPE is outside type_bins is stratified under fallback_type_bin.
 
 with
@@ -20,7 +20,6 @@ located as (
 
     select
         *,
-        {{ healpix_nest('coalesce(dr10_ra, ra)', 'coalesce(dr10_dec, dec)', var('healpix_nside')) }} as healpix,
         case
             when type in ({{ sql_string_list(var('type_bins')) }}) then type
             when is_matched then '{{ var("fallback_type_bin") }}'
