@@ -6,8 +6,10 @@ import argparse
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,20 +58,53 @@ def _build_environment(sweeps: str | None) -> dict[str, str]:
     }
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """In the dbt child before exec: ask Linux to SIGKILL it when its parent dies, even by SIGKILL
+    (which no handler can forward), so a killed build never leaves dbt holding the catalog."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) -> int:
     """Run a dbt command against this project and profile in a child process; return its exit code.
 
-    A child process, not dbt's in-process runner: dbt keeps the DuckLake catalog attached until the
-    process ends, which would block the quality check that follows a build.
+    A child process, not dbt's in-process runner: dbt keeps global state and its DuckDB
+    connection for the life of the process.  The child is tied to this process: SIGTERM, SIGINT
+    and SIGHUP are forwarded to it (dbt then stops and its DuckDB/DuckLake transactions roll back),
+    and on Linux it is killed if this process dies by SIGKILL.  A later build recovers: the catalog
+    commits atomically, so an interrupted build leaves only its unreferenced Parquet files.
     """
     from stronglens.extensions import install_extensions
+    from stronglens.warehouse import prepare_catalog
 
     install_extensions()
+    prepare_catalog()
     env = dict(os.environ, **_build_environment(sweeps))
     root = paths.project_root()
     dbt = Path(sys.executable).with_name("dbt")
     args = [str(dbt), command, "--project-dir", str(root), "--profiles-dir", str(root), *dbt_args]
-    return subprocess.run(args, env=env, check=False).returncode
+    parent = os.getpid()
+    preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
+    child = subprocess.Popen(args, env=env, preexec_fn=preexec)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in forwarded} if in_main_thread else {}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child.poll() is None:  # an exception in this process: never leave dbt behind
+            child.kill()
+            child.wait()
 
 
 def _synth_summary(report: SynthReport) -> str:

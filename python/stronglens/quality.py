@@ -649,12 +649,11 @@ def _build_row(build_id: int | None) -> tuple[int, int, str, dict[str, Any]]:
 def record_check(report: CheckReport) -> None:
     """Append the check to the lake table ``build_checks`` (a new DuckLake snapshot)."""
     from stronglens.storage import connect_duckdb
-    from stronglens.warehouse import LAKE_ALIAS, WarehouseError
+    from stronglens.warehouse import LAKE_ALIAS, WarehouseError, attach_lake
 
     con = connect_duckdb()
     try:
-        con.execute("LOAD ducklake")
-        con.execute(f"ATTACH 'ducklake:{paths.catalog_path()}' AS {LAKE_ALIAS}")
+        attach_lake(con, read_only=False)
         con.execute(
             f"create table if not exists {LAKE_ALIAS}.main.{CHECKS_TABLE} "
             "(build_id integer, checked_at timestamp with time zone, success boolean, summary json)"
@@ -666,7 +665,7 @@ def record_check(report: CheckReport) -> None:
         )
     except duckdb.Error as exc:
         raise WarehouseError(
-            f"Cannot record the check in {paths.catalog_path()} ({exc}). Is a build running? Retry after it."
+            f"Cannot record the check in {paths.catalog_label()} ({exc}). Is a build running? Retry after it."
         ) from exc
     finally:
         con.close()

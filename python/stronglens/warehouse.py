@@ -11,11 +11,14 @@ served as current; any build stays readable by its id.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from dataclasses import dataclass
 
 import duckdb
 
 from stronglens import paths
+from stronglens.sqltext import literal
 from stronglens.storage import connect_duckdb
 
 LAKE_ALIAS = "lake"
@@ -40,28 +43,79 @@ class Build:
     check: str
 
 
-def _attach_sql(snapshot_id: int | None) -> str:
-    catalog = paths.catalog_path()
-    if not catalog.exists():
-        raise WarehouseError(
-            f"No warehouse at {catalog.parent} (no {catalog.name}). Build one with `stronglens build` "
-            f"(or `make run`), or point STRONGLENS_HOME at an existing warehouse."
+def legacy_catalog_message() -> str | None:
+    """Why this warehouse cannot be opened if it still has a DuckDB-file catalog, else None."""
+    legacy = paths.legacy_catalog_path()
+    if paths.postgres_catalog() is None and legacy.exists() and not paths.catalog_path().exists():
+        return (
+            f"{legacy} is a DuckDB-file DuckLake catalog (one process at a time: reads failed during "
+            f"builds). This version keeps the catalog in {paths.catalog_path().name} (SQLite, readers "
+            "work during builds). Run `stronglens migrate-catalog` once to copy every build and "
+            "snapshot into it (the old file is kept as a backup), or delete the warehouse and rebuild."
         )
-    options = ["READ_ONLY"]
+    return None
+
+
+def prepare_catalog() -> None:
+    """Make sure a build can write the catalog: the SQLite file exists in WAL mode.
+
+    WAL is what lets readers hold the catalog open while the build commits (in the default rollback
+    journal a reader's open transaction makes the writer's commit fail with "database is locked").
+    The mode persists in the file, so setting it once before DuckLake creates its tables suffices.
+    A PostgreSQL catalog needs nothing here (PostgreSQL serves concurrent readers itself).
+    """
+    message = legacy_catalog_message()
+    if message:
+        raise WarehouseError(message)
+    if paths.postgres_catalog() is not None:
+        return
+    catalog = paths.catalog_path()
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(catalog)) as db:
+        mode = db.execute("pragma journal_mode=wal").fetchone()[0]
+    if mode != "wal":
+        raise WarehouseError(f"Cannot switch the catalog {catalog} to WAL mode (got {mode!r}).")
+
+
+def attach_lake(
+    con: duckdb.DuckDBPyConnection, snapshot_id: int | None = None, read_only: bool = True
+) -> None:
+    """Attach this warehouse's DuckLake as ``lake`` on ``con`` (read-only, at a snapshot if given).
+
+    ``OVERRIDE_DATA_PATH``: the data folder is always this warehouse's own, whatever path the
+    catalog was created with -- so a copied or moved warehouse reads its own files (the catalog
+    stores them relative to the data path).
+    """
+    message = legacy_catalog_message()
+    if message:
+        raise WarehouseError(message)
+    if paths.postgres_catalog() is None and not paths.catalog_path().exists():
+        raise WarehouseError(
+            f"No warehouse at {paths.warehouse_home()} (no {paths.CATALOG_FILENAME}). Build one with "
+            "`stronglens build` (or `make run`), or point STRONGLENS_HOME at an existing warehouse."
+        )
+    options = [f"DATA_PATH {literal(paths.lake_data_path())}", "OVERRIDE_DATA_PATH true"]
+    if read_only:
+        options.append("READ_ONLY")
     if snapshot_id is not None:
         options.append(f"SNAPSHOT_VERSION {int(snapshot_id)}")
-    return f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({', '.join(options)})"
+    con.execute("LOAD ducklake")
+    con.execute("LOAD postgres_scanner" if paths.postgres_catalog() else "LOAD sqlite_scanner")
+    target = literal("ducklake:" + paths.catalog_target())
+    try:
+        con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({', '.join(options)})")
+    except duckdb.Error as exc:
+        raise WarehouseError(f"Cannot open the warehouse catalog {paths.catalog_label()}: {exc}") from exc
 
 
 def connect_lake(snapshot_id: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake attached read-only (at a snapshot if given) and in use."""
     con = connect_duckdb()
-    con.execute("LOAD ducklake")
     try:
-        con.execute(_attach_sql(snapshot_id))
-    except duckdb.Error as exc:
+        attach_lake(con, snapshot_id)
+    except Exception:
         con.close()
-        raise WarehouseError(f"Cannot open the warehouse catalog {paths.catalog_path()}: {exc}") from exc
+        raise
     con.execute(f"USE {LAKE_ALIAS}")
     return con
 
