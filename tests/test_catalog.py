@@ -12,12 +12,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stronglens import paths
-from tests.pipeline import ROOT, lake
+from tests.pipeline import ROOT, build_or_fail, lake
 
 CATALOG_ONLY = ("--exclude", "tag:cutouts")
 
@@ -119,7 +120,7 @@ def test_legacy_duckdb_catalog_gets_a_clear_message(tmp_path: Path) -> None:
     (tmp_path / paths.LEGACY_CATALOG_FILENAME).write_bytes(b"")
     rc, _, err = _sql(tmp_path, "select 1")
     assert rc == 2
-    assert "migrate-catalog" in err and paths.LEGACY_CATALOG_FILENAME in err
+    assert "Rebuild" in err and "stronglens run" in err and paths.LEGACY_CATALOG_FILENAME in err
 
 
 def test_catalog_env_must_be_a_postgres_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +131,40 @@ def test_catalog_env_must_be_a_postgres_url(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv(paths.CATALOG_ENV, "postgresql://me:secret@127.0.0.1:5/db")
     assert paths.catalog_target() == "postgres:postgresql://me:secret@127.0.0.1:5/db"
     assert "secret" not in paths.catalog_label()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    from tests.pgserver import PostgresUnavailableError, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailableError as exc:
+        pytest.skip(f"no PostgreSQL server can run here: {exc}")
+
+
+def test_postgres_catalog_builds_and_serves_reads(
+    postgres_url: str, sweeps_glob: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STRONGLENS_CATALOG=postgresql://...: the build writes its catalog into PostgreSQL (no SQLite
+    file appears), the data stays in the warehouse folder, and readers see the build."""
+    monkeypatch.setenv(paths.CATALOG_ENV, postgres_url)
+    wh = tmp_path / "team"
+    build_or_fail(wh, sweeps_glob, "--select", "+positives", env={paths.CATALOG_ENV: postgres_url})
+    assert not (wh / paths.CATALOG_FILENAME).exists()
+    assert any((wh / "lake").rglob("*.parquet"))
+    with lake(wh) as con:
+        (builds,) = con.execute("select count(*) from build_runs where status = 'success'").fetchone()
+        (positives,) = con.execute("select count(*) from positives").fetchone()
+    assert builds == 1 and positives > 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "stronglens.cli", "sql", "select count(*) from positives", "--build", "1"],
+        env=dict(os.environ, STRONGLENS_HOME=str(wh)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == str(positives)

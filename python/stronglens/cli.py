@@ -79,11 +79,14 @@ def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) ->
     commits atomically, so an interrupted build leaves only its unreferenced Parquet files.
     """
     from stronglens.extensions import install_extensions
+    from stronglens.varschema import VAR_NAMES_ENV, parse_cli_vars, resolve_vars
     from stronglens.warehouse import prepare_catalog
 
+    resolved = resolve_vars(parse_cli_vars(dbt_args))  # before any work: one error lists every problem
     install_extensions()
     prepare_catalog()
     env = dict(os.environ, **_build_environment(sweeps))
+    env[VAR_NAMES_ENV] = json.dumps(sorted(resolved))
     root = paths.project_root()
     dbt = Path(sys.executable).with_name("dbt")
     args = [str(dbt), command, "--project-dir", str(root), "--profiles-dir", str(root), *dbt_args]
@@ -169,6 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_check(None)
     print(report.format())
+    if report.success:
+        from stronglens.summary import build_summary
+
+        print(build_summary(report.build_id))
     return 0 if report.success else 1
 
 
@@ -182,10 +189,11 @@ def _print_frame(frame, fmt: str) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from stronglens.warehouse import connect_lake, resolve_snapshot
+    from stronglens.warehouse import connect_lake, expose_checks, resolve_snapshot
 
     con = connect_lake(resolve_snapshot(args.build))
     try:
+        expose_checks(con)
         frame = con.execute(args.query).df()
     finally:
         con.close()
@@ -214,9 +222,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the quality suites on a build; exit 1 when it fails (it is then never served as current)."""
     from stronglens.quality import run_check
 
-    report = run_check(args.build)
+    report = run_check(args.build, accept_custom_vars=args.accept_custom_vars)
     print(report.format())
     return 0 if report.success else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Keep the newest --keep builds (and the served one); remove cutouts, snapshots and reports
+    no retained build needs."""
+    from stronglens.retention import collect
+
+    print(collect(args.keep, dry_run=args.dry_run).format())
+    return 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -306,7 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
         "record the outcome in build_checks. Only a passed build is served as current.",
     )
     p.add_argument("--build", type=int, help="build to check (default: the newest build)")
+    p.add_argument(
+        "--accept-custom-vars",
+        action="store_true",
+        help="serve a build made with non-default target vars if its suites pass (recorded in "
+        "build_checks); bands are always judged with the project defaults",
+    )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "gc",
+        help="remove cutouts, lake snapshots and reports that no retained build needs",
+        description="Keep the newest --keep builds and always the served (current) one; remove the "
+        "cutout files no retained build's `cutouts` table references, expire every other DuckLake "
+        "snapshot and delete its Parquet files, and drop the cutout reports of other builds. "
+        "Dropped builds stay listed in `stronglens builds` but can no longer be read.",
+    )
+    p.add_argument("--keep", type=int, default=3, help="newest builds to keep (default 3; at least 1)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser(
         "docs",

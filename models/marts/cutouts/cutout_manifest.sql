@@ -1,8 +1,9 @@
 -- What the cutout models fetch: matched positives plus their strata's negatives, with everything
 -- a source needs -- position, Tractor parameters for the synthetic renderer, the Legacy Survey URL
--- and the store path <split>/<label>/<galaxy_id>.npz. cutout_max_positives limits the run to a
--- deterministic subset of positives (lowest sha256 of candidate_id and cutout_seed) and, in each of
--- their strata, neg_pos_ratio negatives per chosen positive (lowest sample_hash first).
+-- and the store path <cutout_params_key>/<sample_id>.npz (keyed by content, never by split).
+-- cutout_max_positives limits the run to a deterministic subset of positives (lowest sha256 of
+-- candidate_id and cutout_seed) and, in each of their strata, neg_pos_ratio negatives per chosen
+-- positive (lowest sample_hash first).
 
 {%- set max_positives = var('cutout_max_positives', none) %}
 
@@ -123,7 +124,7 @@ final as (
         {%- endfor %}
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
-        samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as varchar) || '.npz' as path
+        {{ sql_string(cutout_params_key() ~ '/') }} || cast(samples.galaxy_id as varchar) || '.npz' as path
 
     from samples
     inner join sweeps on sweeps.galaxy_id = samples.galaxy_id
