@@ -151,7 +151,9 @@ def test_postgres_catalog_builds_and_serves_reads(
     file appears), the data stays in the warehouse folder, and readers see the build."""
     monkeypatch.setenv(paths.CATALOG_ENV, postgres_url)
     wh = tmp_path / "team"
-    build_or_fail(wh, sweeps_glob, "--select", "+positives", env={paths.CATALOG_ENV: postgres_url})
+    build_or_fail(
+        wh, sweeps_glob, "--select", "+positives", "+build_runs", env={paths.CATALOG_ENV: postgres_url}
+    )
     assert not (wh / paths.CATALOG_FILENAME).exists()
     assert any((wh / "lake").rglob("*.parquet"))
     with lake(wh) as con:

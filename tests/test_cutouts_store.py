@@ -85,7 +85,7 @@ def test_round_trip_matches_the_established_format(tmp_path: Path) -> None:
         back, back_meta = store.read_cutout(uri)
         np.testing.assert_array_equal(back, cutout)
         assert back_meta == meta
-    names = os.listdir(tmp_path / "train" / "positive")
+    names = os.listdir(tmp_path / "k0")
     assert len(names) == 12 and all(n.endswith(".npz") and not n.startswith(".") for n in names)
 
 
@@ -93,9 +93,9 @@ def test_round_trip_on_s3(s3_bucket: str, s3_client: Any) -> None:
     rng = np.random.default_rng(1)
     cutout, meta = random_cutout(rng), random_meta(rng, 1)
     uri = store.cutout_path(f"s3://{s3_bucket}/cutouts/", params_key="k0", sample_id="g1")
-    assert uri == f"s3://{s3_bucket}/cutouts/val/N2_ring/g1.npz"
+    assert uri == f"s3://{s3_bucket}/cutouts/k0/g1.npz"
     written = store.write_cutout(uri, cutout, meta)
-    body = s3_client.get_object(Bucket=s3_bucket, Key="cutouts/val/N2_ring/g1.npz")["Body"].read()
+    body = s3_client.get_object(Bucket=s3_bucket, Key="cutouts/k0/g1.npz")["Body"].read()
     assert written.sha256 == hashlib.sha256(body).hexdigest() and written.bytes == len(body)
     back, back_meta = store.read_cutout(uri)
     np.testing.assert_array_equal(back, cutout)
@@ -165,13 +165,13 @@ def test_plan_refetch_finds_missing_invalid_and_changed_files(tmp_path: Path) ->
     rng = np.random.default_rng(4)
     n = 40
     ids = [f"s{i}" for i in range(n)]
-    paths = [store.cutout_path(str(tmp_path), params_key="k0", sample_id=g) for i, g in enumerate(ids)]
+    paths = [store.cutout_path(str(tmp_path), params_key="k0", sample_id=g) for g in ids]
     written = {}
     for i in range(0, n, 2):  # even: written, odd: never written
         written[paths[i]] = store.write_cutout(paths[i], random_cutout(rng), random_meta(rng, i)).sha256
     Path(paths[2]).write_bytes(b"")  # killed before any byte
     Path(paths[4]).write_bytes(Path(paths[4]).read_bytes()[:100])  # corrupted later
-    Path(paths[5]).parent.mkdir(parents=True)
+    Path(paths[5]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths[5]).parent.joinpath(f".{Path(paths[5]).name}.part").write_bytes(b"partial")  # killed mid-write
     store.write_cutout(paths[6], random_cutout(rng), random_meta(rng, 6))  # valid, but not what was recorded
     expected_exists = {ids[i]: "missing" for i in range(1, n, 2)} | {ids[2]: "empty file"}
