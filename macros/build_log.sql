@@ -23,9 +23,12 @@
     ]) }}
 {%- endmacro %}
 
+{#- The vars `stronglens build` validated (vars_schema.yml; $STRONGLENS_VAR_NAMES), else -- a plain
+    `dbt build` -- the list above. -#}
 {% macro build_vars_json() -%}
     {%- set values = {} -%}
-    {%- for name in recorded_var_names() -%}
+    {%- set validated = env_var('STRONGLENS_VAR_NAMES', '') -%}
+    {%- for name in (fromjson(validated) if validated else recorded_var_names()) -%}
         {%- if name == 'sweeps' -%}
             {%- do values.update({name: sweeps_location()}) -%}
         {%- elif name == 'cutout_root' -%}
@@ -58,7 +61,7 @@
 {% macro record_build(results) %}
     {%- if execute and flags.WHICH in ['build', 'run'] -%}
         {%- set failed = results | selectattr('status', 'in', ['error', 'fail', 'runtime error']) | list -%}
-        {%- set vars_json = build_vars_json() | replace("'", "''") -%}
+        {%- set vars_json = sql_string(build_vars_json()) -%}
         {%- set log = target.database ~ '.' ~ target.schema ~ '.build_log' -%}
         insert into {{ log }}
         select
@@ -67,9 +70,9 @@
             '{{ flags.WHICH }}',
             cast('{{ run_started_at }}' as timestamp with time zone),
             current_timestamp,
-            '{{ env_var("STRONGLENS_GIT_COMMIT", "unknown") }}',
-            md5('{{ vars_json }}'),
-            '{{ vars_json }}',
+            {{ sql_string(env_var('STRONGLENS_GIT_COMMIT', 'unknown')) }},
+            md5({{ vars_json }}),
+            {{ vars_json }},
             (select max(snapshot_id) from {{ target.database }}.snapshots()),
             '{{ "failed" if failed else "success" }}',
             {{ results | length }},

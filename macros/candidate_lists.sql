@@ -4,10 +4,10 @@
 {% macro candidate_list_reader(path) -%}
     {%- if path.endswith('.parquet') -%}
         (select *, file_row_number + 1 as file_row_number
-         from read_parquet('{{ path }}', file_row_number = true))
+         from read_parquet({{ sql_string(path) }}, file_row_number = true))
     {%- else -%}
         (select *, row_number() over () as file_row_number
-         from read_csv('{{ path }}', header = true, all_varchar = true))
+         from read_csv({{ sql_string(path) }}, header = true, all_varchar = true))
     {%- endif -%}
 {%- endmacro %}
 

@@ -9,7 +9,7 @@
 {% macro validate_sweeps(sweeps_glob) %}
   {%- if execute -%}
     {%- set how_to_fix = "Fix or remove the file, or point the `sweeps` var / STRONGLENS_SWEEPS at other files." -%}
-    {%- set files = run_query("select count(*) from glob('" ~ sweeps_glob ~ "')") -%}
+    {%- set files = run_query("select count(*) from glob(" ~ sql_string(sweeps_glob) ~ ")") -%}
     {%- if files.rows[0][0] == 0 -%}
       {{ exceptions.raise_compiler_error(
           "No sweep files match '" ~ sweeps_glob ~ "'. Generate the embedded sky with "
@@ -21,7 +21,7 @@
       with
       file_schema as (
           select file_name, lower(name) as column_name, duckdb_type
-          from parquet_schema('{{ sweeps_glob }}')
+          from parquet_schema({{ sql_string(sweeps_glob) }})
       ),
       files as (select distinct file_name from file_schema),
       required as (select column_name, accepted_types from {{ ref('sweep_required_columns') }}),
@@ -60,7 +60,7 @@
         with
         sweeps as (
             select filename, file_row_number, release, brickid, objid, ra, dec
-            from read_parquet('{{ sweeps_glob }}', filename = true, file_row_number = true)
+            from read_parquet({{ sql_string(sweeps_glob) }}, filename = true, file_row_number = true)
         ),
         bad_coordinates as (
             select
@@ -105,7 +105,7 @@
             from sweeps
             where {{ galaxy_id('release', 'brickid', 'objid') }} in (
                 select {{ galaxy_id('release', 'brickid', 'objid') }}
-                from read_parquet('{{ sweeps_glob }}')
+                from read_parquet({{ sql_string(sweeps_glob) }})
                 group by 1
                 having count(*) > 1
                 limit 10

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import yaml
 from astropy import units as u
 from astropy.coordinates import SkyCoord, search_around_sky
 
@@ -42,8 +43,10 @@ BASE_VARS: dict[str, Any] = {
     "neg_pos_ratio": 20,
     "n2_ring_min_flux_r": 30.0,
     "n2_edge_on_min_ellipticity": 0.45,
-    "n2_share_band": [0.10, 0.35],
 }
+#: A band is never taken from the build's vars: this sky's gate widens n2_share_band in its own
+#: thresholds file ($STRONGLENS_THRESHOLDS), as a team judging another sky would.
+SKY_BANDS: dict[str, Any] = {"n2_share_band": [0.10, 0.35]}
 #: The marts the suites validate; builds select them and their parents only, so that other marts
 #: (cutouts, ...) neither slow these tests down nor break them.
 MARTS = ("positives", "negatives", "sampling_strata", "n2_summary", "build_runs")
@@ -65,6 +68,8 @@ SUITES = {s.name: s for s in quality.load_suites()}
 def _home(home: Path) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STRONGLENS_HOME", str(home))
+        if (home / "thresholds.yml").exists():
+            patch.setenv("STRONGLENS_THRESHOLDS", str(home / "thresholds.yml"))
         yield
 
 
@@ -82,6 +87,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_sky(str(sky), tiles=TILES, progress=False)
     home = tmp_path_factory.mktemp("quality_home")
     build_or_fail(home, str(sky / "*.parquet"), *BUILD_SELECT, "--vars", json.dumps(BASE_VARS))
+    thresholds = {**quality.load_thresholds(), **SKY_BANDS}
+    (home / "thresholds.yml").write_text(yaml.safe_dump(thresholds))
     return home
 
 
@@ -94,14 +101,17 @@ def unchecked_sql(warehouse: Path) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def first_check(warehouse: Path, unchecked_sql: tuple[int, str, str]) -> quality.CheckReport:
     with _home(warehouse):
-        return quality.run_check()
+        return quality.run_check(accept_custom_vars=True)  # BASE_VARS are custom targets
 
 
 @pytest.fixture(scope="session")
 def params(first_check: quality.CheckReport, warehouse: Path) -> dict[str, Any]:
     with lake(warehouse) as con:
         vars_json = con.execute("select vars_json from build_runs where build_id = 1").fetchone()[0]
-    return quality.expectation_parameters(json.loads(vars_json), quality.load_thresholds())
+    with _home(warehouse):
+        return quality.expectation_parameters(
+            *quality.gate_vars(json.loads(vars_json), quality.load_thresholds())
+        )
 
 
 @pytest.fixture(scope="session")
@@ -167,6 +177,22 @@ def test_healthy_build_passes_and_becomes_current(first_check: quality.CheckRepo
     summary = json.loads(checks[0][2])
     assert summary["success"] and summary["snapshot_id"] == first_check.snapshot_id
     assert {s["suite"] for s in summary["suites"]} == set(SUITES)
+
+
+def test_build_checks_and_summary_are_readable(first_check: quality.CheckReport, warehouse: Path) -> None:
+    """`stronglens sql` reads build_checks (written after the served snapshot) and the end-of-run
+    summary names the build, counts per mart, the reports and what to try next."""
+    from stronglens.summary import NEXT_COMMANDS, build_summary
+
+    code, out, err = _cli(warehouse, "sql", "select build_id, success from build_checks", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [{"build_id": 1, "success": True}]
+    with _home(warehouse):
+        summary = build_summary(first_check.build_id)
+    assert f"Build {first_check.build_id} (DuckLake snapshot {first_check.snapshot_id})" in summary
+    assert re.search(r"positives [0-9,]+, sampling_strata [0-9,]+", summary)
+    assert str(warehouse / quality.REPORTS_DIRNAME / "index.html") in summary
+    assert summary.count("\n  stronglens ") == len(NEXT_COMMANDS) == 3
 
 
 def test_frames_equal_independent_references(marts: dict[str, pa.Table], params: dict[str, Any]) -> None:
@@ -488,6 +514,24 @@ def test_expectation_parameters_resolve_bands_and_derived_lists() -> None:
         quality.expectation_parameters(
             {k: v for k, v in build_vars.items() if k != "n2_priority"}, thresholds
         )
+
+
+def test_gate_bands_never_come_from_the_build() -> None:
+    """A build's own n2_share_band is ignored (the thresholds file's or the default is used), and
+    its non-default targets make it custom: served only with --accept-custom-vars."""
+    loosened = {"n2_fraction": 0.0, "n2_share_band": [0.0, 1.0], "neg_pos_ratio": 100}
+    judged, rest = quality.gate_vars(loosened, {"n2_share_band": [0.1, 0.3], "other": 1})
+    assert judged["n2_share_band"] == [0.1, 0.3] and rest == {"other": 1}
+    judged, _ = quality.gate_vars(loosened, {})
+    assert judged["n2_share_band"] == [0.10, 0.25]  # dbt_project.yml default
+    assert judged["n2_fraction"] == 0.0  # a target: the build's own, but reported as custom
+    from stronglens.varschema import custom_targets
+
+    assert custom_targets(loosened) == {"n2_fraction": 0.0, "n2_share_band": [0.0, 1.0]}
+    report = quality.CheckReport(1, 1, "success", "t", 0.0, "r", [], custom_vars={"n2_fraction": 0.0})
+    assert not report.success and "--accept-custom-vars" in report.format()
+    report.accepted_custom_vars = True
+    assert report.success and json.loads(report.to_json())["accepted_custom_vars"]
 
 
 def _write_suite(folder: Path, body: str, frame: str | None = "select 1 as x") -> Path:

@@ -15,6 +15,7 @@ the ``sweeps`` / ``cutout_root`` vars of ``dbt_project.yml``, whose fallbacks (f
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 HOME_ENV = "STRONGLENS_HOME"
@@ -23,6 +24,12 @@ LAKE_DATA_ENV = "STRONGLENS_LAKE_DATA"
 CUTOUTS_ENV = "STRONGLENS_CUTOUTS"
 #: The warehouse folder inside the project when ``$STRONGLENS_HOME`` is unset (profiles.yml's default).
 DEFAULT_HOME_DIRNAME = "warehouse"
+CATALOG_ENV = "STRONGLENS_CATALOG"
+#: The DuckLake catalog file of a warehouse (SQLite in WAL mode: readers work during a build).
+CATALOG_FILENAME = "catalog.sqlite"
+#: The catalog file of warehouses made before the SQLite catalog (a DuckDB file: one process at a time).
+LEGACY_CATALOG_FILENAME = "catalog.ducklake"
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
 
 def project_root() -> Path:
@@ -57,8 +64,45 @@ def sweeps_glob() -> str:
 
 
 def catalog_path() -> Path:
-    """The DuckLake catalog database (metadata of every snapshot)."""
-    return warehouse_home() / "catalog.ducklake"
+    """The SQLite DuckLake catalog file (metadata of every snapshot) when no PostgreSQL catalog is set."""
+    return warehouse_home() / CATALOG_FILENAME
+
+
+def legacy_catalog_path() -> Path:
+    """Where a warehouse made before the SQLite catalog kept its DuckDB-file catalog."""
+    return warehouse_home() / LEGACY_CATALOG_FILENAME
+
+
+def postgres_catalog() -> str | None:
+    """The PostgreSQL catalog URL of ``$STRONGLENS_CATALOG`` (teams), or None for the SQLite file.
+
+    Only ``postgres://`` / ``postgresql://`` URLs are accepted (libpq's URI form, e.g.
+    ``postgresql://user:password@host:5432/dbname``); anything else is an error, so a typo never
+    silently builds into a fresh local catalog.
+    """
+    value = os.environ.get(CATALOG_ENV, "").strip()
+    if not value:
+        return None
+    if not value.lower().startswith(_POSTGRES_SCHEMES):
+        raise ValueError(
+            f"{CATALOG_ENV}={value!r} is not a PostgreSQL URL: set it to postgresql://user@host:port/dbname "
+            f"for a shared catalog, or unset it for the SQLite catalog {catalog_path()}"
+        )
+    return value
+
+
+def catalog_target() -> str:
+    """What follows ``ducklake:`` in ATTACH: ``postgres:<url>`` or ``sqlite:<catalog file>``."""
+    url = postgres_catalog()
+    return f"postgres:{url}" if url else f"sqlite:{catalog_path()}"
+
+
+def catalog_label() -> str:
+    """The catalog for messages: the SQLite file, or the PostgreSQL URL without its password."""
+    url = postgres_catalog()
+    if url is None:
+        return str(catalog_path())
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def lake_data_path() -> str:

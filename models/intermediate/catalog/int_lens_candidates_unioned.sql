@@ -29,7 +29,7 @@ extra as (
         {%- if lists %}
         case catalog
             {%- for path in lists %}
-            when '{{ path }}' then {{ loop.index }}
+            when {{ sql_string(path) }} then {{ loop.index }}
             {%- endfor %}
         end
         {%- else %}

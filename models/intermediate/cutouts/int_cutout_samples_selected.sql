@@ -132,7 +132,7 @@ final as (
         {%- endfor %}
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
-        samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as varchar) || '.npz' as path
+        {{ sql_string(cutout_params_key() ~ '/') }} || cast(samples.galaxy_id as varchar) || '.npz' as path
 
     from samples
     inner join sweeps on sweeps.galaxy_id = samples.galaxy_id

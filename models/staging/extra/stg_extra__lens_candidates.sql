@@ -28,7 +28,7 @@ source as (
         cast(ra as double) as ra,
         cast(dec as double) as dec,
         upper(trim(cast({{ candidate_list_grade_column(path) }} as varchar))) as grade,
-        '{{ path }}' as catalog,
+        {{ sql_string(path) }} as catalog,
         file_row_number
     from {{ candidate_list_reader(path) }}
     {{ "union all" if not loop.last }}

@@ -15,8 +15,10 @@ and read back with ``allow_pickle=False``:
 ``meta_download_timestamp`` 0-d str, UTC ISO-8601 time the pixels were obtained
 ========================== =========================================================
 
-Path scheme: ``<root>/<path_template>``, default ``{split}/{label}/{galaxy_id}.npz`` (a parameter;
-any ``str.format`` fields you pass).  Field values must be plain names (no ``/``, ``\\``, ``..``,
+Path scheme: ``<root>/<path_template>``, default ``{params_key}/{sample_id}.npz`` -- keyed by content
+(the sample and a hash of the render/fetch parameters, macro ``cutout_params_key``), never by split:
+the split is a column of the ``cutouts`` table, which is where consumers read paths from.  Field
+values must be plain names (no ``/``, ``\\``, ``..``,
 control characters) so an identifier can never write outside its folder.
 
 Atomicity: the whole NPZ is built in memory, hashed (sha256 and byte count are returned for the
@@ -45,7 +47,7 @@ import pyarrow.fs as pafs
 
 from stronglens import storage
 
-DEFAULT_PATH_TEMPLATE = "{split}/{label}/{galaxy_id}.npz"
+DEFAULT_PATH_TEMPLATE = "{params_key}/{sample_id}.npz"
 CUTOUT_KEY = "cutout"
 META_PREFIX = "meta_"
 _FORBIDDEN_IN_NAMES = ("/", "\\", "\x00")
