@@ -106,17 +106,22 @@ def extra_list(tmp_path_factory: pytest.TempPathFactory, home: Path, sweeps_glob
     cands = _table(home, "select ra, dec from int_lens_candidates_unioned")
     gal_c = SkyCoord(galaxies.ra.values * u.deg, galaxies.dec.values * u.deg)
     _, sep, _ = match_coordinates_sky(gal_c, SkyCoord(cands.ra.values * u.deg, cands.dec.values * u.deg))
-    new = galaxies[sep.arcsec > 120].iloc[0]
-    name = f"NEW-1 | DESI-{new.ra:08.4f}{new.dec:+08.4f}"
-    rows.append({"Name": name, "RA": new.ra, "DEC": new.dec + 10 / 3600, "grading": "confident", "_id": None})
-    rows.append({"Name": "MAYBE-1", "RA": new.ra + 0.5, "DEC": new.dec, "grading": "possible", "_id": None})
+    pick = int(np.flatnonzero(sep.arcsec > 120)[0])
+    new_id, new_ra, new_dec = (
+        int(galaxies.galaxy_id.iloc[pick]),
+        galaxies.ra.iloc[pick],
+        galaxies.dec.iloc[pick],
+    )
+    name = f"NEW-1 | DESI-{new_ra:08.4f}{new_dec:+08.4f}"
+    rows.append({"Name": name, "RA": new_ra, "DEC": new_dec + 10 / 3600, "grading": "confident", "_id": None})
+    rows.append({"Name": "MAYBE-1", "RA": new_ra + 0.5, "DEC": new_dec, "grading": "possible", "_id": None})
     path = tmp_path_factory.mktemp("lists") / "Paper_X.csv"
     frame = pd.DataFrame(rows)
     frame.drop(columns="_id").to_csv(path, index=False)
     return {
         "path": str(path),
         "relisted": list(frame._id[:3]),
-        "new_galaxy": int(new.galaxy_id),
+        "new_galaxy": new_id,
         "name": name,
     }
 

@@ -41,13 +41,22 @@ key_pairs as (
 
 ),
 
-neighbour_pairs as (
+key_pair_candidates as (
 
-    select distinct
+    select
         left(l_id, length(l_id) - 2) as l_id,
         left(r_id, length(r_id) - 2) as r_id
     from key_pairs
-    where left(l_id, length(l_id) - 2) != left(r_id, length(r_id) - 2)
+
+),
+
+neighbour_pairs as (
+
+    select distinct
+        l_id,
+        r_id
+    from key_pair_candidates
+    where l_id is distinct from r_id
 
 ),
 

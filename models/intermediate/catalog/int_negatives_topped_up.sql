@@ -10,8 +10,12 @@
 -- which inlined would re-run the whole chain per reference.
 
 {%- set max_distance = var('sampling_topup_max_bin_distance') %}
+{#- two passes per distance: 1, 1, 2, 2, ... #}
 {%- set steps = [] %}
-{%- for d in range(1, max_distance + 1) %}{% for _ in range(2) %}{% do steps.append(d) %}{% endfor %}{% endfor %}
+{%- for d in range(1, max_distance + 1) %}
+    {%- do steps.append(d) %}
+    {%- do steps.append(d) %}
+{%- endfor %}
 
 with
 
@@ -90,6 +94,7 @@ taken_0 as (
     where false
 
 ),
+-- noqa: disable=LT02
 {%- for d in steps %}
 {%- set k = loop.index %}
 
@@ -188,7 +193,7 @@ remaining_{{ k }} as materialized (
 
 spare_{{ k }} as materialized (
 
-    select * from spare_{{ k - 1 }}
+    select spare_{{ k - 1 }}.* from spare_{{ k - 1 }}
     anti join taken_{{ k }} on taken_{{ k }}.galaxy_id = spare_{{ k - 1 }}.galaxy_id
 
 ),
@@ -202,6 +207,7 @@ taken as (
     {%- endfor %}
 
 ),
+-- noqa: enable=LT02
 
 final as (
 

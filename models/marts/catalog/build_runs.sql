@@ -23,17 +23,17 @@ final as (
     select
         builds.build_id,
         builds.invocation_id,
-        command,
-        started_at,
-        finished_at,
-        finished_at - started_at as duration,
-        git_commit,
-        vars_md5,
-        vars_json,
-        snapshot_id,
-        status,
-        n_nodes,
-        n_failed,
+        builds.command,
+        builds.started_at,
+        builds.finished_at,
+        builds.finished_at - builds.started_at as duration,
+        builds.git_commit,
+        builds.vars_md5,
+        builds.vars_json,
+        builds.snapshot_id,
+        builds.status,
+        builds.n_nodes,
+        builds.n_failed,
         case
             when checks.success then 'passed'
             when not checks.success then 'failed'

@@ -28,10 +28,10 @@ categories as (
 
 ),
 
-pool_counts as (
+split_pool_counts as (
 
     select
-        coalesce(split, 'all') as split,
+        split,
         count(*) as n_pool,
         count(*) filter (where is_n2) as n_pool_n2,
         {%- for category in n2_priority() %}
@@ -40,7 +40,23 @@ pool_counts as (
         count(*) filter (where not is_n2) as n1
 
     from pool
-    group by grouping sets ((split), ())
+    group by split
+
+),
+
+pool_counts as (
+
+    select * from split_pool_counts
+    union all
+    select
+        'all' as split,
+        sum(n_pool) as n_pool,
+        sum(n_pool_n2) as n_pool_n2,
+        {%- for category in n2_priority() %}
+            sum({{ category }}) as {{ category }},
+        {%- endfor %}
+        sum(n1) as n1
+    from split_pool_counts
 
 ),
 
@@ -66,11 +82,18 @@ pool_long as (
 sample_counts as (
 
     select
-        coalesce(split, 'all') as split,
+        split,
         category,
         count(*) as n_negatives
     from sampled
-    group by grouping sets ((split, category), (category))
+    group by split, category
+    union all
+    select
+        'all' as split,
+        category,
+        count(*) as n_negatives
+    from sampled
+    group by category
 
 ),
 
