@@ -74,9 +74,13 @@ def test_exclusion_matches_astropy(home: Path) -> None:
     pool = _table(home, "select galaxy_id, ra, dec from int_galaxies_filtered")
     excluded = set(_table(home, "select galaxy_id from int_galaxies_excluded").galaxy_id)
     candidates = pd.read_csv(ROOT / "seeds" / "lenscat_desi_candidates.csv")
+    # both keys of every candidate: its catalogue position and the position in its DESI- name
+    named = candidates.name.str.extract(r"DESI-([0-9]+\.[0-9]+)([+-][0-9]+\.[0-9]+)").astype(float)
+    key_ra = np.concatenate([candidates.ra_deg.values, named[0].values])
+    key_dec = np.concatenate([candidates.dec_deg.values, named[1].values])
     i_pool, _, _, _ = search_around_sky(
         SkyCoord(pool.ra.values * u.deg, pool.dec.values * u.deg),
-        SkyCoord(candidates.ra_deg.values * u.deg, candidates.dec_deg.values * u.deg),
+        SkyCoord(key_ra * u.deg, key_dec * u.deg),
         VARS["exclusion_radius_arcsec"] * u.arcsec,
     )
     assert excluded == set(pool.galaxy_id.values[np.unique(i_pool)])

@@ -169,7 +169,9 @@ def test_frames_equal_independent_references(marts: dict[str, pa.Table], params:
     con = _doctored(marts)
     negatives = quality.compute_frame(con, SUITES["negatives"], params).set_index("galaxy_id")
     neg_rows = marts["negatives"].to_pandas().set_index("galaxy_id")
-    cands = marts["int_lens_candidates_unioned"].to_pandas()
+    unioned = marts["int_lens_candidates_unioned"].to_pandas()
+    names = unioned[["name_ra", "name_dec"]].dropna().set_axis(["ra", "dec"], axis=1)
+    cands = pd.concat([unioned[["ra", "dec"]], names])  # catalogue and DESI- name positions
     positives = marts["positives"].to_pandas()
     search = params["nearest_candidate_search_arcsec"]
     i_neg, _, sep, _ = search_around_sky(
