@@ -1,7 +1,6 @@
 -- Frame of suite `negatives`: one row per sampled negative, with two independent checks computed
 -- here: whether the galaxy is also a positive's DR10 counterpart, and the distance to the nearest
--- input candidate (every list, every grade; catalogue or DESI- name position) within
--- nearest_candidate_search_arcsec -- an exact
+-- input candidate (every list, every grade) within nearest_candidate_search_arcsec -- an exact
 -- haversine over a declination band join, cheap because the negatives are a small table.  The band
 -- bounds must be constants for DuckDB to plan a range join (a column from a joined parameter table
 -- turns it into a nested loop over negatives x candidates).
@@ -17,17 +16,10 @@ counterparts as (
 
 candidates as (
 
-    -- every candidate's catalogue position and DESI- name position: either may be the lens
     select
         ra,
         dec
     from int_lens_candidates_unioned
-    union all
-    select
-        name_ra as ra,
-        name_dec as dec
-    from int_lens_candidates_unioned
-    where name_ra is not null and name_dec is not null
 
 ),
 
