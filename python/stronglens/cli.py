@@ -266,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tiles", nargs="+", help="tile names (sweep-000m010-005m005) or RAMIN,RAMAX,DECMIN,DECMAX"
     )
-    p.add_argument("--candidates", help="lens-candidate CSV to place counterparts for (default: the seed)")
+    p.add_argument(
+        "--candidates",
+        action="append",
+        help="lens-candidate CSV to place counterparts for (repeat for several lists: the seed plus "
+        "your extra_candidates lists; columns ra/dec in any case, or ra_deg/dec_deg; default: the seed)",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser(

@@ -9,6 +9,8 @@ lenscat as (
         name,
         ra,
         dec,
+        name_ra,
+        name_dec,
         grade,
         catalog,
         0 as catalog_rank
@@ -23,6 +25,8 @@ extra as (
         name,
         ra,
         dec,
+        name_ra,
+        name_dec,
         grade,
         catalog,
         {%- set lists = var('extra_candidates', []) %}

@@ -144,13 +144,22 @@ def load_thresholds(directory: Path | None = None) -> dict[str, Any]:
     return dict(raw)
 
 
+def n2_priority(build_vars: Mapping[str, Any]) -> list[str]:
+    """The N2 categories of a build, in priority order: the priority of the preset its var
+    ``n2_definitions`` names in ``n2_presets`` (builds made before presets existed recorded
+    ``n2_priority`` itself)."""
+    if "n2_definitions" in build_vars:
+        return list(build_vars["n2_presets"][build_vars["n2_definitions"]]["priority"])
+    return list(build_vars["n2_priority"])
+
+
 def expectation_parameters(build_vars: Mapping[str, Any], thresholds: Mapping[str, Any]) -> dict[str, Any]:
     """The values that ``$name`` references resolve to, for one build.
 
     Every dbt var the build recorded and every threshold, under its own name; every two-number list
     ``x`` (a band) also as ``x_min`` and ``x_max``; and three derived lists: ``split_names`` (the keys
     of split_allocations, sorted), ``split_fractions`` (their allocations, same order) and
-    ``n2_categories`` (n2_priority plus 'N1').
+    ``n2_categories`` (the active N2 preset's priority plus 'N1', see :func:`n2_priority`).
     """
     shadowed = sorted(set(build_vars) & set(thresholds))
     if shadowed:
@@ -165,7 +174,7 @@ def expectation_parameters(build_vars: Mapping[str, Any], thresholds: Mapping[st
             params[f"{name}_min"], params[f"{name}_max"] = value
     try:
         allocations = build_vars["split_allocations"]
-        params["n2_categories"] = [*build_vars["n2_priority"], "N1"]
+        params["n2_categories"] = [*n2_priority(build_vars), "N1"]
         if thresholds["nearest_candidate_search_arcsec"] < build_vars["exclusion_radius_arcsec"]:
             raise QualityConfigError(
                 f"{THRESHOLDS_FILE}: nearest_candidate_search_arcsec must be >= the build's "
