@@ -50,7 +50,9 @@ def auc_with_ci(pos: np.ndarray, neg: np.ndarray, n_boot: int = 200, seed: int =
     # AUC of each resample = P(pos > neg) + P(tie)/2, from the ranks of the positives among the
     # negatives: searchsorted over the sorted negatives of each resample.
     neg_sorted = np.sort(neg_draw, axis=1)
-    offsets = (np.arange(n_boot) * 4.0)[:, None]  # scores are in [0, 1]: shift each row apart
+    # Shift each resample's values into its own disjoint interval, so one sorted array serves all.
+    span = float(max(pos.max(), neg.max()) - min(pos.min(), neg.min())) + 1.0
+    offsets = (np.arange(n_boot) * span)[:, None]
     flat_neg = (neg_sorted + offsets).ravel()
     shifted = pos_draw + offsets
     below = np.searchsorted(flat_neg, shifted, side="left") - np.arange(n_boot)[:, None] * len(neg)

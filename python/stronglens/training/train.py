@@ -317,7 +317,7 @@ def train_one(data: TrainingSet, config: TrainConfig, options: RunOptions, run_d
             loss.backward()
             optimiser.step()
             schedule.step()
-            total_loss += float(loss) * len(batch)
+            total_loss += loss.item() * len(batch)
         train_s = time.perf_counter() - t0
         val_scores, _ = score_windows(model, data.windows[val], config.crop, device)
         val_auc = roc_auc(val_scores[val_labels == 1], val_scores[val_labels == 0])
