@@ -34,7 +34,7 @@ def write_store(root: Path, n_per_split: dict[str, tuple[int, int]], seed: int =
     labels = np.array([label for _, label in rows])
     pixels = images(labels, seed)
     ids, paths, shas = [], [], []
-    for i, (split, label) in enumerate(rows):
+    for i, (split, _label) in enumerate(rows):
         sample_id = f"{1000 + i}"
         meta = CutoutMeta(
             1000 + i, 10.0, -5.0, "SER", 3, 1.2, 5.0, "synthetic:test", "2026-12-02T00:00:00+00:00"
