@@ -65,6 +65,9 @@ OFFLINE_MARKER = '<meta name="stronglens-offline" content="1">'
 
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _SUITE_KEYS = {"description", "frame", "row_key", "expectations"}
+#: Optional suite key: lake tables the frame reads that only some builds make (e.g. the training
+#: marts, absent from a `--exclude tag:training` build); the suite is skipped when one is missing.
+_OPTIONAL_SUITE_KEYS = {"requires"}
 
 
 class QualityConfigError(ValueError):
@@ -91,6 +94,7 @@ class SuiteDefinition:
     expectations: tuple[ExpectationSpec, ...]
     path: Path
     frame_path: Path
+    requires: tuple[str, ...] = ()
 
     def frame_parameter_names(self) -> set[str]:
         """The DuckDB named parameters (``$name``) of the frame SQL, comments excluded."""
@@ -128,9 +132,12 @@ class SuiteOutcome:
     failures: tuple[Failure, ...] = ()
     error: str | None = None
     page: str | None = None
+    skipped: str | None = None
 
     def lines(self) -> list[str]:
         """The console summary of this suite: a header line and one line per failure."""
+        if self.skipped is not None:
+            return [f"{self.suite:<22} skip   {self.skipped}"]
         if self.error is not None:
             return [f"{self.suite:<22} ERROR  {self.error}"]
         status = "ok    " if self.success else "FAILED"
@@ -197,7 +204,7 @@ def load_suite(path: Path) -> SuiteDefinition:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise QualityConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, Mapping) or set(raw) != _SUITE_KEYS:
+    if not isinstance(raw, Mapping) or set(raw) - _OPTIONAL_SUITE_KEYS != _SUITE_KEYS:
         found = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
         raise QualityConfigError(
             f"{path}: a suite file has exactly the keys {sorted(_SUITE_KEYS)}; found {found}"
@@ -217,6 +224,7 @@ def load_suite(path: Path) -> SuiteDefinition:
         expectations=specs,
         path=path,
         frame_path=frame_path,
+        requires=tuple(raw.get("requires") or ()),
     )
 
 
@@ -597,21 +605,27 @@ only when all its suites passed (see <code>stronglens builds</code>). Suite defi
 
 
 def validate_frames(
-    frames: Mapping[str, pd.DataFrame | str],
+    frames: Mapping[str, pd.DataFrame | str | None],
     suites: Iterable[SuiteDefinition],
     params: Mapping[str, Any],
     run_name: str,
     home: Path,
 ) -> list[SuiteOutcome]:
-    """Validate each suite's frame (a string = the error that prevented computing it) and write the
-    offline Data Docs under ``home/reports``.  Tests call this directly with doctored frames."""
+    """Validate each suite's frame (a string = the error that prevented computing it; None = skipped,
+    the build has no table the suite requires) and write the offline Data Docs under ``home/reports``.
+    Tests call this directly with doctored frames."""
     site = home / REPORTS_DIRNAME
     runner = GxRunner(home, site)
     run_time = datetime.now(UTC)
     outcomes = []
     for suite in suites:
         frame = frames[suite.name]
-        if isinstance(frame, str):
+        if frame is None:
+            missing = ", ".join(suite.requires)
+            outcomes.append(
+                SuiteOutcome(suite.name, True, 0, 0, skipped=f"the build has no {missing} (not selected)")
+            )
+        elif isinstance(frame, str):
             outcomes.append(SuiteOutcome(suite=suite.name, success=False, evaluated=0, passed=0, error=frame))
         else:
             outcomes.append(runner.validate(suite, frame, params, run_name, run_time))
@@ -681,10 +695,15 @@ def run_check(build_id: int | None = None) -> CheckReport:
     build, snapshot, status, build_vars = _build_row(build_id)
     suites = load_suites()
     params = expectation_parameters(build_vars, load_thresholds())
-    frames: dict[str, pd.DataFrame | str] = {}
+    frames: dict[str, pd.DataFrame | str | None] = {}
     con = connect_lake(snapshot)
     try:
+        listed = con.execute("select table_name from information_schema.tables").fetchall()
+        tables = {row[0] for row in listed}
         for suite in suites:
+            if not set(suite.requires) <= tables:
+                frames[suite.name] = None
+                continue
             try:
                 frames[suite.name] = compute_frame(con, suite, params)
             except duckdb.Error as exc:
