@@ -94,9 +94,11 @@ def normalise(images: np.ndarray) -> np.ndarray:
     x = np.moveaxis(np.asarray(images, dtype=np.float32), -1, 1)  # N, 3, H, W
     mask = _annulus_mask(x.shape[-1])
     ring = x[:, :, mask]  # N, 3, n_ring
+    # np.median is several times faster than np.nanmedian and equal when every pixel is finite.
+    median = np.median if np.isfinite(ring).all() else np.nanmedian
     with np.errstate(all="ignore"), _quiet_nan_warnings():
-        sky = np.nanmedian(ring, axis=2)
-        mad = np.nanmedian(np.abs(ring - sky[:, :, None]), axis=2)
+        sky = median(ring, axis=2)
+        mad = median(np.abs(ring - sky[:, :, None]), axis=2)
     sky = np.nan_to_num(sky, nan=0.0)
     sigma = np.maximum(np.nan_to_num(mad * MAD_TO_SIGMA, nan=MIN_SIGMA), MIN_SIGMA)
     z = (x - sky[:, :, None, None]) / sigma[:, :, None, None]
