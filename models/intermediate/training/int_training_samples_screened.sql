@@ -53,8 +53,8 @@ joined as (
         qa_verdicts.is_usable,
         qa_verdicts.unusable_reason
     from cutout_manifest
-    left join cutouts on cutout_manifest.sample_id = cutouts.sample_id
-    left join qa_verdicts on cutout_manifest.sample_id = qa_verdicts.sample_id
+    left join cutouts on cutouts.sample_id = cutout_manifest.sample_id
+    left join qa_verdicts on qa_verdicts.sample_id = cutout_manifest.sample_id
 
 ),
 
@@ -76,11 +76,12 @@ final as (
             when tier = 'B' then {{ var('finder_weight_tier_b') }}
             else {{ var('finder_weight_negative') }}
         end as sample_weight,
+        -- `target` (a keyword) is the issue's name for the BCE target column.
         case
             when label = 'negative' then 0.0
             when tier = 'B' then 1.0 - {{ var('finder_tier_b_label_smoothing') }}
             else 1.0
-        end as target,
+        end as target,  -- noqa: RF04
         case
             when cutout_status is null then 'cutout not fetched'
             when cutout_status != 'ok' then 'cutout fetch failed: ' || coalesce(cutout_reason, 'no reason recorded')
