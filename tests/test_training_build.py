@@ -34,17 +34,7 @@ ARGS = ("--vars", json.dumps(VARS))
 @pytest.fixture(scope="module")
 def trained_home(sweeps_glob: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("training-warehouse")
-    build_or_fail(
-        home,
-        sweeps_glob,
-        "--exclude",
-        "test_type:data",
-        "--select",
-        "+finder_metrics",
-        "training_exclusions",
-        "build_runs",
-        *ARGS,
-    )
+    build_or_fail(home, sweeps_glob, "--exclude", "test_type:data", *ARGS)
     return home
 
 
