@@ -202,7 +202,7 @@ def plot_gallery(
             axes[r, c].imshow(images[i], origin="lower")
             row = chosen.iloc[i]
             label = row.n2_category if row.label == 0 else f"Tier-{row.tier}"
-            axes[r, c].text(2, 2, f"{row.score:.2f} {label}", fontsize=5, color="yellow")
+            axes[r, c].text(2, 2, f"{row.score:.3g} {label}", fontsize=5, color="yellow")
     return _save(fig, out / "gallery.png")
 
 
