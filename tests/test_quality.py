@@ -156,7 +156,11 @@ def test_unchecked_build_is_not_served(unchecked_sql: tuple[int, str, str]) -> N
 def test_healthy_build_passes_and_becomes_current(first_check: quality.CheckReport, warehouse: Path) -> None:
     assert first_check.success, first_check.format()
     assert {s.suite for s in first_check.suites} == set(SUITES)
-    assert all(s.passed == s.evaluated == len(SUITES[s.suite].expectations) for s in first_check.suites)
+    # suites of marts this catalogue-only build did not make (training) are skipped, the rest all run
+    skipped = {s.suite for s in first_check.suites if s.skipped}
+    assert skipped == {name for name, suite in SUITES.items() if suite.requires}
+    checked = [s for s in first_check.suites if not s.skipped]
+    assert all(s.passed == s.evaluated == len(SUITES[s.suite].expectations) for s in checked)
     code, out, _ = _cli(warehouse, "builds", "--format", "json")
     assert code == 0 and [b["check"] for b in json.loads(out)] == ["passed"]
     code, out, _ = _cli(warehouse, "sql", "select count(*) as n from negatives", "--format", "json")
