@@ -14,12 +14,14 @@ from stronglens.cutouts.store import read_cutout
 from tests.pipeline import build_or_fail, lake
 
 SMALL = ("--vars", json.dumps({"cutout_max_positives": 2}))
+#: Two positives cannot train a finder (test_training_build covers training end to end).
+NO_TRAINING = ("--exclude", "tag:training")
 
 
 @pytest.fixture(scope="module")
 def cutout_home(sweeps_glob: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("cutout-warehouse")
-    build_or_fail(home, sweeps_glob, *SMALL)
+    build_or_fail(home, sweeps_glob, *SMALL, *NO_TRAINING)
     return home
 
 
