@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 
 from stronglens import bricks, synth
 from stronglens.schema import MASKBITS, SWEEP_SCHEMA, sweep_filename
+from stronglens.synth import masks, writer
 
 Sky = tuple[synth.SynthReport, pd.DataFrame]
 CANDIDATES = pd.read_csv(synth.DEFAULT_CANDIDATES_CSV)
@@ -484,7 +485,7 @@ def test_failed_tile_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def boom(*args: object) -> pa.Table:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth, "_generate_chunk", boom)
+    monkeypatch.setattr(writer, "_generate_chunk", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         synth.generate_sky(str(tmp_path), tiles=["sweep-150p000-155p005"], progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -509,9 +510,9 @@ def test_mask_circles_match_a_brute_force_search() -> None:
         dec_hi = dec_lo + 0.25 * 20
         c_ra, c_dec = rng.uniform(99.0, 106.0, 2000), rng.uniform(dec_lo - 0.1, dec_hi + 0.1, 2000)
         radius = 10 ** rng.uniform(-3.5, -0.8, 2000)  # 1" to 10'
-        circ = synth._Circles(c_ra, c_dec, radius, (1 << rng.integers(0, 17, 2000)).astype(np.int32))
+        circ = masks._Circles(c_ra, c_dec, radius, (1 << rng.integers(0, 17, 2000)).astype(np.int32))
         ra, dec = rng.uniform(100.0, 105.0, n_obj), rng.uniform(dec_lo, dec_hi, n_obj)
-        got = synth._apply_circles(circ, ra, dec, dec_lo, dec_hi)
+        got = masks._apply_circles(circ, ra, dec, dec_lo, dec_hi)
         sep = np.degrees(
             np.arccos(np.clip(_unit(ra, dec) @ _unit(c_ra, c_dec).T, -1.0, 1.0))
         )  # (n_obj, n_circles)
@@ -526,12 +527,12 @@ def test_masks_are_seamless_across_tile_edges() -> None:
     """Every mask circle crossing a shared tile edge is applied by the tiles on both sides."""
     model = synth.SkyModel()
 
-    def crossing_ra_edge(c: synth._Circles, edge: float, dec0: float) -> np.ndarray:
+    def crossing_ra_edge(c: masks._Circles, edge: float, dec0: float) -> np.ndarray:
         d_ra = (c.ra - edge + 180.0) % 360.0 - 180.0
         reach = c.radius / np.cos(np.radians(c.dec))
         return (np.abs(d_ra) < reach) & (c.dec + c.radius > dec0) & (c.dec - c.radius < dec0 + 5)
 
-    def crossing_dec_edge(c: synth._Circles, edge: float, ra0: float) -> np.ndarray:
+    def crossing_dec_edge(c: masks._Circles, edge: float, ra0: float) -> np.ndarray:
         reach = c.radius / np.cos(np.radians(c.dec))
         return (np.abs(c.dec - edge) < c.radius) & (c.ra + reach > ra0) & (c.ra - reach < ra0 + 5)
 
@@ -543,7 +544,7 @@ def test_masks_are_seamless_across_tile_edges() -> None:
     for a, b, crossing in cases:
         seen = []
         for t in (a, b):
-            c = synth._neighbourhood_circles(42, model, t)
+            c = masks._neighbourhood_circles(42, model, t)
             keep = crossing(c)
             seen.append(
                 {
