@@ -2,7 +2,9 @@
 -- a source needs -- position, Tractor parameters for the synthetic renderer, the Legacy Survey URL
 -- and the store path <split>/<label>/<galaxy_id>.npz. cutout_max_positives limits the run to a
 -- deterministic subset of positives (lowest sha256 of candidate_id and cutout_seed) and, in each of
--- their strata, neg_pos_ratio negatives per chosen positive (lowest sample_hash first).
+-- their strata, cutout_negatives_per_positive negatives per chosen positive (lowest sample_hash
+-- first: a random subset of the stratum's sampled negatives, so N1 and every N2 category keep
+-- their share).
 
 {%- set max_positives = var('cutout_max_positives', none) %}
 
@@ -52,7 +54,7 @@ wanted_negatives as (
 
     select
         stratum,
-        count(*) * {{ var('neg_pos_ratio') }} as n_wanted
+        count(*) * {{ var('cutout_negatives_per_positive') }} as n_wanted
     from chosen_positives
     group by stratum
 
@@ -121,6 +123,8 @@ final as (
             sweeps.psfsize_{{ band }},
             sweeps.psfdepth_{{ band }},
         {%- endfor %}
+        sweeps.flux_w1,
+        sweeps.flux_w2,
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
         samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as varchar) || '.npz' as path

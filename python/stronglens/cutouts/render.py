@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute
 from numpy.typing import NDArray
 from scipy import special
 from threadpoolctl import threadpool_limits
@@ -543,3 +544,48 @@ def _metadata(
             "arc_annulus_fraction": lens_column(truth["arc_annulus_fraction"]),
         }
     )
+
+
+#: Columns of the ``lens_truth`` table, in order (besides ``sample_id``).
+LENS_TRUTH_COLUMNS = (
+    "galaxy_id",
+    "theta_e_arcsec",
+    "sigma_v_km_s",
+    "lens_axis_ratio",
+    "lens_pa_deg",
+    "shear_1",
+    "shear_2",
+    "beta_arcsec",
+    "source_offset_east_arcsec",
+    "source_offset_north_arcsec",
+    "source_r_e_arcsec",
+    "source_sersic_n",
+    "source_axis_ratio",
+    "source_pa_deg",
+    "source_mag_g",
+    "source_mag_r",
+    "source_mag_z",
+    "source_clump_fraction",
+    "magnification",
+    "lensed_mag_r",
+    "arc_snr",
+    "arc_annulus_fraction",
+)
+
+
+def lens_truth(
+    manifest: pa.Table, neighbours: pa.Table | None, *, seed: int, config: RenderConfig | None = None
+) -> pa.Table:
+    """The lens of every positive of ``manifest`` (its ``sample_id`` and the render columns), as
+    rendered into its cutout: the renderer is deterministic, so drawing the positives again without
+    noise gives exactly the lenses, magnifications and arc S/N of the stored cutouts (the S/N uses
+    the noise sigma the cutout got).  Rows that fail to render are left out."""
+    config = config or RenderConfig()
+    positives = manifest.filter(pa.compute.equal(manifest.column(config.positive_column), True))
+    config = RenderConfig(
+        **{**{f: getattr(config, f) for f in config.__dataclass_fields__}, "add_noise": False}
+    )
+    meta = render_batch(positives, neighbours, seed=seed, config=config).metadata
+    ok = pa.compute.equal(meta.column("status"), "ok")
+    table = meta.select(list(LENS_TRUTH_COLUMNS)).add_column(0, "sample_id", positives.column("sample_id"))
+    return table.filter(ok)
