@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from stronglens.cutouts.audit import shortcut_audit
 from stronglens.cutouts.plots import audit_png, mosaic_png
-from stronglens.cutouts.qa import qa_features
+from stronglens.cutouts.qa import BANDS, SIGNAL_FEATURES, qa_features
 from stronglens.cutouts.store import CUTOUT_SHAPE, read_cutout
 
 #: Label columns the audit groups by, from the manifest.
@@ -78,9 +78,19 @@ def audit_table(
     """The shortcut audit of the usable cutouts' QA features (label 1 = positive)."""
     frame = _labelled(qa, manifest)
     frame = frame[frame["is_usable"]].drop(columns=["is_usable", "unusable_reason"])
+    # the catalogue seeing of each band: positives observed in better or worse seeing would let a
+    # CNN key on PSF size
+    names = manifest.column_names
+    if all(f"psfsize_{b}" in names for b in BANDS):
+        psf = manifest.select(["sample_id", *(f"psfsize_{b}" for b in BANDS)]).to_pandas()
+        psf = psf.melt(id_vars="sample_id", var_name="band", value_name="psf_fwhm")
+        psf["band"] = psf["band"].str.removeprefix("psfsize_")
+        frame = frame.merge(psf.astype({"sample_id": str}), on=["sample_id", "band"], how="left")
     if frame.empty:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in AUDIT_COLUMNS.items()})
-    return shortcut_audit(frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold)
+    return shortcut_audit(
+        frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold, signal_features=SIGNAL_FEATURES
+    )
 
 
 def write_mosaic(
