@@ -295,9 +295,11 @@ def test_lens_candidates_get_realistic_counterparts(full_sky: Sky) -> None:
     assert np.median(sep[within]) == pytest.approx(0.06, abs=0.02)
     hosts = frame.iloc[idx[within]]
     types = hosts.type.value_counts(normalize=True)
-    assert types.reindex(["DEV", "SER", "REX"]).sum() > 0.85 and types.get("DEV", 0) > 0.3
+    # published DR9/DR10 candidates' hosts (DOMAIN.md): SER 54-61%, DEV 15-24%, REX 16-20%, EXP 4-6%
+    assert 0.5 < types.get("SER", 0) < 0.65 and 0.14 < types.get("DEV", 0) < 0.25
+    assert 0.13 < types.get("REX", 0) < 0.23 and types.get("EXP", 0) < 0.08 and types.get("PSF", 0) < 0.01
     mz = _mag(hosts, "z")
-    assert np.mean((mz > 16.3) & (mz < 19.7)) > 0.97
+    assert np.mean((mz > 15.3) & (mz < 20.2)) > 0.97
     gr = _mag(hosts, "g") - _mag(hosts, "r")
     assert np.nanmedian(gr) > 1.3
 

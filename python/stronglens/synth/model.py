@@ -133,10 +133,11 @@ class SkyModel:
     #: with cos i uniform (random orientations): disks (EXP) thin -> edge-on tail down to q0 = 0.15
     #: (|e| <= 0.74); SER, which in DR10 fits bulges and disk-dominated galaxies alike, reaches
     #: q0 = 0.20 (|e| <= 0.67): about a fifth of SER galaxies then have |e| >= 0.55, the edge-on
-    #: hard confusers a real DR10 pool holds; DEV round.
+    #: hard confusers a real DR10 pool holds; DEV (ellipticals, E0-E7: apparent axis ratios down to
+    #: ~0.3) q0 = 0.30, |e| <= 0.54, where the old 0.55 capped |e| at 0.29.
     q0_exp: float = 0.15
     q0_ser: float = 0.20
-    q0_dev: float = 0.55
+    q0_dev: float = 0.30
     #: SER Sersic index: lognormal, median 2.2, clipped to the Tractor limits [0.5, 6].
     sersic_median: float = 2.2
     sersic_sigma: float = 0.45
@@ -235,11 +236,14 @@ class SkyModel:
     displaced_fraction: float = 0.01
     displaced_range: tuple[float, float] = (1.5, 3.0)
     #: Lens-host z mag = a + b z_lens + N(0, s), clipped to [lo, hi] (SLACS/DESI lens hosts are
-    #: luminous red galaxies at z_l ~ 0.2-0.8); missing z_lens drawn from N(mean, sigma).
-    counterpart_mag: tuple[float, float, float, float, float] = (17.2, 3.0, 0.4, 16.5, 19.5)
+    #: luminous red galaxies at z_l ~ 0.2-0.8; the DR9/DR10 training lenses reach z = 20, Storfer
+    #: et al. 2024); missing z_lens drawn from N(mean, sigma).
+    counterpart_mag: tuple[float, float, float, float, float] = (17.2, 3.0, 0.5, 15.5, 20.0)
     counterpart_zlens: tuple[float, float, float, float] = (0.45, 0.15, 0.1, 1.0)
-    #: TYPE shares of lens hosts (PSF, REX, DEV, EXP, SER): mostly DEV/SER, some REX, few EXP/PSF.
-    counterpart_type_prob: tuple[float, float, float, float, float] = (0.04, 0.16, 0.43, 0.07, 0.30)
+    #: TYPE shares of lens hosts (PSF, REX, DEV, EXP, SER): the Tractor TYPEs of published DR9/DR10
+    #: candidates' hosts, the mean of Storfer et al. 2024 (1,895: SER 54%, DEV 24%, REX 16%, EXP 6%)
+    #: and Inchausti et al. 2025 (811: SER 61%, REX 20%, DEV 15%, EXP 4%); PSF ~0 (DOMAIN.md).
+    counterpart_type_prob: tuple[float, float, float, float, float] = (0.0, 0.18, 0.195, 0.05, 0.575)
 
     def class_probabilities(self, mag_limit: float) -> np.ndarray:
         """Share of each population among objects brighter than ``mag_limit`` (z, intrinsic)."""
