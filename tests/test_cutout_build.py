@@ -51,7 +51,10 @@ def test_qa_audit_and_reports(cutout_home: Path) -> None:
     assert {"all", "split"} <= set(audit.scope_kind)
     assert audit.auc.between(0, 1).all()
     reports = list((cutout_home / "reports" / "cutouts").glob("*/*.png"))
-    assert {p.name for p in reports} == {"cutout_mosaic.png", "shortcut_audit.png"}
+    names = {p.name for p in reports}
+    assert {"cutout_mosaic.png", "shortcut_audit.png", "gallery_positive.png", "gallery_N1.png"} <= names
+    groups = set(_frame(cutout_home, "select distinct n2_category from cutout_manifest").n2_category.dropna())
+    assert {f"gallery_{g}.png" for g in groups} <= names
 
 
 def test_lens_truth_describes_the_rendered_positives(cutout_home: Path) -> None:

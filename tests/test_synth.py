@@ -398,11 +398,12 @@ def test_shapes_follow_tractor_conventions(spread: Sky) -> None:
 
 def test_observing_conditions_are_realistic_and_smooth(spread: Sky) -> None:
     _, df = spread
-    assert df.psfsize_z.between(0.75, 1.9).all() and df.psfsize_g.between(0.85, 2.2).all()
+    # DES-like fields see better (z ~1.0") than DECaLS-like ones (~1.2"): see test_regions
+    assert df.psfsize_z.between(0.65, 1.9).all() and df.psfsize_g.between(0.75, 2.2).all()
     assert 0.85 < df.psfsize_z.median() < 1.5 and (df.psfsize_g > df.psfsize_z).mean() > 0.95
     m5 = {b: -2.5 * (np.log10(5 / np.sqrt(df[f"psfdepth_{b}"])) - 9) for b in "grz"}
     assert all(m5[b].between(21.5, 25.5).all() for b in "grz")
-    assert 23.5 < m5["g"].median() < 24.5 and 22.4 < m5["z"].median() < 23.4
+    assert 23.5 < m5["g"].median() < 24.8 and 22.4 < m5["z"].median() < 23.7
     assert (df.galdepth_z < df.psfdepth_z).all()
     nobs = df[["nobs_g", "nobs_r", "nobs_z"]]
     assert (nobs >= 1).all().all() and nobs.max().max() <= 15

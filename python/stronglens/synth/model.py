@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from stronglens.schema import TRACTOR_TYPES
 from stronglens.synth.footprint import _unit, icrs_to_galactic
+from stronglens.synth.regions import region_medians
 
 #: Default density (objects / deg^2 down to ``DEFAULT_MAG_LIMIT``) and magnitude limit.  Chosen so
 #: that the full-footprint default run writes ~11.8M rows in 1,054 files (~40 CPU-seconds: well
@@ -142,18 +143,17 @@ class SkyModel:
     sersic_median: float = 2.2
     sersic_sigma: float = 0.45
 
-    #: Seeing: median FWHM in z and band ratios (DECam, DECaLS DR9: median z ~1.2", g worse);
-    #: ln-scatter of the smooth sky map.  Range ~0.9-1.8".
-    psf_fwhm_z: float = 1.18
+    #: Seeing: band ratios (DECam: g worse) and ln-scatter of the smooth sky map; the median z FWHM
+    #: is the survey region's (:mod:`stronglens.synth.regions`: DECaLS ~1.2", DES ~1.0").
     psf_band_ratio: tuple[float, float, float, float] = (1.17, 1.08, 1.03, 1.0)
     psf_ln_sigma: float = 0.10
     psf_band_ln_sigma: float = 0.03
     #: How strongly each band (g, r, i, z) follows the band-tilt map: blue bands degrade more.
     psf_band_tilt: tuple[float, float, float, float] = (1.0, 0.5, 0.0, -0.5)
     #: Passes: lambda = exp(ln(median) + sigma (rho f_common + sqrt(1 - rho^2) f_band)), then stochastic
-    #: rounding and ``chip_gap_fraction`` losing one pass (DECaLS: 3 passes, DES: ~8-10; some 1-2).
-    nobs_median: tuple[float, float, float, float] = (4.8, 4.8, 3.5, 5.0)
-    nobs_sigma: float = 0.45
+    #: rounding and ``chip_gap_fraction`` losing one pass; the medians are the survey region's
+    #: (:mod:`stronglens.synth.regions`: DECaLS ~3-4, DES ~8-9), the scatter within a region.
+    nobs_sigma: float = 0.25
     nobs_rho: float = 0.85
     nobs_max: int = 15
     chip_gap_fraction: float = 0.08
@@ -326,13 +326,15 @@ class _SkyMaps:
         m = self.model
         f = self.raw(ra, dec)
         out = np.empty((12, *np.shape(ra)), np.float32)
+        # medians of the survey region (DECaLS-like or DES-like) at each position
+        nobs_median, fwhm_z, _ = region_medians(ra, dec)
         for b in range(4):
             tilt = m.psf_band_ln_sigma * m.psf_band_tilt[b]
-            out[b] = m.psf_fwhm_z * m.psf_band_ratio[b] * np.exp(m.psf_ln_sigma * f[0] + tilt * f[1])
+            out[b] = fwhm_z * m.psf_band_ratio[b] * np.exp(m.psf_ln_sigma * f[0] + tilt * f[1])
         rho = m.nobs_rho
         for b in range(4):
             out[4 + b] = np.exp(
-                np.log(m.nobs_median[b]) + m.nobs_sigma * (rho * f[2] + math.sqrt(1 - rho**2) * f[3 + b])
+                np.log(nobs_median[b]) + m.nobs_sigma * (rho * f[2] + math.sqrt(1 - rho**2) * f[3 + b])
             )
         out[8] = f[7]
         out[9] = m.sky_sigma * f[8]
