@@ -49,7 +49,7 @@ WINDOW_PIX = (31, 51, 85)
 class LensModel:
     """Priors of the lens and source of each positive (see the module docstring for sources)."""
 
-    sigma_v_log_ref: float = 2.46
+    sigma_v_log_ref: float = 2.52
     sigma_v_mag_ref: float = 18.0
     sigma_v_per_mag: float = 0.1
     sigma_v_scatter_dex: float = 0.06

@@ -318,7 +318,7 @@ def galaxy_light(
         ring = np.exp(-0.5 * ((rad - radius) / width) ** 2) * (
             1.0 + lop * np.cos(theta - np.float32(2 * np.pi) * u[i, 17].astype(np.float32)[:, None, None])
         )
-        add_template(i, ring, 0.15 + 0.2 * u[i, 18], np.full(i.size, -0.5), np.full(i.size, -0.3))
+        add_template(i, ring, 0.25 + 0.2 * u[i, 18], np.full(i.size, -0.5), np.full(i.size, -0.3))
     # tidal tails: a fading curved stream leaving the galaxy, away from its companion when it has one
     i = np.flatnonzero(has["tidal"])
     if i.size:
