@@ -49,7 +49,15 @@ def test_qa_audit_and_reports(cutout_home: Path) -> None:
     assert qa.is_usable.all()
     audit = _frame(cutout_home, "select * from shortcut_audit")
     assert {"all", "split"} <= set(audit.scope_kind)
-    assert audit.auc.between(0, 1).all()
+    undefined = audit[audit.auc.isna()]  # colours against r have no r rows
+    assert (
+        set(undefined.feature) <= {"core_colour", "annulus_colour_excess"} and (undefined.band == "r").all()
+    )
+    assert audit.auc.dropna().between(0, 1).all()
+    assert (
+        audit[audit.is_signal].feature.eq("annulus_colour_excess").all()
+        and not audit.flagged[audit.is_signal].any()
+    )
     reports = list((cutout_home / "reports" / "cutouts").glob("*/*.png"))
     names = {p.name for p in reports}
     assert {"cutout_mosaic.png", "shortcut_audit.png", "gallery_positive.png", "gallery_N1.png"} <= names
