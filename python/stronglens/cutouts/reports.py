@@ -34,6 +34,7 @@ AUDIT_COLUMNS = {
     "auc_lo": "float64",
     "auc_hi": "float64",
     "flagged": "bool",
+    "is_signal": "bool",
     "note": "string",
 }
 
