@@ -36,7 +36,9 @@ class MatchedFilterFinder(torch.nn.Module):
         centre = (self.crop - 1) / 2
         radius = torch.hypot(yy - centre, xx - centre) * lensing.DESI_PIXEL_SCALE
         self.register_buffer("outside", (radius > centre_mask_arcsec).float())
-        self.register_buffer("rings", torch.stack([(radius > a) & (radius <= a + 1.0) for a in (0.0, 1.0, 2.0, 3.0)]).float())
+        self.register_buffer(
+            "rings", torch.stack([(radius > a) & (radius <= a + 1.0) for a in (0.0, 1.0, 2.0, 3.0)]).float()
+        )
         self.offset = offset
 
     @classmethod
@@ -53,11 +55,15 @@ class MatchedFilterFinder(torch.nn.Module):
         med = border.median(dim=1).values
         noise = 1.4826 * (border - med[:, None]).abs().median(dim=1).values
         k = self.kernel
-        sm = torch.nn.functional.conv2d((r - med[:, None, None])[:, None], k[None, None, :, None], padding=(6, 0))
+        sm = torch.nn.functional.conv2d(
+            (r - med[:, None, None])[:, None], k[None, None, :, None], padding=(6, 0)
+        )
         sm = torch.nn.functional.conv2d(sm, k[None, None, None, :], padding=(0, 6))[:, 0]
         noise_sm = noise * (k**2).sum()  # white noise through the separable kernel
         snr = (sm * self.outside).flatten(1).amax(dim=1) / noise_sm.clamp_min(1e-12)
-        rings = torch.einsum("nyx,ryx->nr", r - med[:, None, None], self.rings) / noise[:, None].clamp_min(1e-12)
+        rings = torch.einsum("nyx,ryx->nr", r - med[:, None, None], self.rings) / noise[:, None].clamp_min(
+            1e-12
+        )
         emb = torch.cat([snr[:, None], rings, r.flatten(1).std(dim=1, keepdim=True) / noise[:, None]], dim=1)
         return torch.sigmoid(snr - self.offset), emb
 

@@ -12,12 +12,20 @@ import yaml
 
 from stronglens import lensing
 from stronglens.injection import hosts as host_mod
-from stronglens.injection.grid import GridAxis, InjectionGrid, depth_mag_from_psfdepth, psfdepth_from_depth_mag
+from stronglens.injection.grid import (
+    GridAxis,
+    InjectionGrid,
+    depth_mag_from_psfdepth,
+    psfdepth_from_depth_mag,
+)
 from stronglens.injection.priors import DEFAULT_PRIORS_FILE, Priors, PriorsError, load_priors
 from tests.pipeline import ROOT
 
 DEFAULT_GRID = InjectionGrid(
-    GridAxis("theta_e", 0.5, 3.0, 0.25), GridAxis("psf", 0.9, 1.8, 0.15), GridAxis("depth", 22.5, 24.5, 0.5), 200
+    GridAxis("theta_e", 0.5, 3.0, 0.25),
+    GridAxis("psf", 0.9, 1.8, 0.15),
+    GridAxis("depth", 22.5, 24.5, 0.5),
+    200,
 )
 
 
@@ -36,7 +44,11 @@ def test_priors_file_is_the_code_default_and_the_issue_anchor() -> None:
 def test_dbt_vars_default_to_the_issue_grid() -> None:
     variables = yaml.safe_load((ROOT / "dbt_project.yml").read_text())["vars"]
     grid = InjectionGrid.from_vars(variables)
-    for ours, issue in zip((grid.theta_e, grid.psf_fwhm, grid.depth), (DEFAULT_GRID.theta_e, DEFAULT_GRID.psf_fwhm, DEFAULT_GRID.depth), strict=True):
+    for ours, issue in zip(
+        (grid.theta_e, grid.psf_fwhm, grid.depth),
+        (DEFAULT_GRID.theta_e, DEFAULT_GRID.psf_fwhm, DEFAULT_GRID.depth),
+        strict=True,
+    ):
         assert (ours.min, ours.max, ours.step) == (issue.min, issue.max, issue.step)
     assert grid.cells().num_rows == 385
     assert variables["injections_per_cell"] >= 200
@@ -65,9 +77,13 @@ def test_bad_priors_file_names_file_and_key(tmp_path: Path, edit, message: str) 
 def test_grid_cells_and_binning() -> None:
     cells = DEFAULT_GRID.cells()
     assert cells.column("cell_id").to_pylist() == list(range(385))
-    assert sorted(set(cells.column("theta_e_arcsec").to_pylist())) == pytest.approx(np.arange(0.5, 3.01, 0.25))
+    assert sorted(set(cells.column("theta_e_arcsec").to_pylist())) == pytest.approx(
+        np.arange(0.5, 3.01, 0.25)
+    )
     axis = DEFAULT_GRID.psf_fwhm
-    np.testing.assert_array_equal(axis.bin_index([0.82, 0.83, 0.97, 0.98, 1.87, 1.88, np.nan]), [-1, 0, 0, 1, 6, -1, -1])
+    np.testing.assert_array_equal(
+        axis.bin_index([0.82, 0.83, 0.97, 0.98, 1.87, 1.88, np.nan]), [-1, 0, 0, 1, 6, -1, -1]
+    )
     with pytest.raises(ValueError, match="not an integer"):
         GridAxis("x", 0.0, 1.0, 0.3)
     np.testing.assert_allclose(depth_mag_from_psfdepth(psfdepth_from_depth_mag([22.5, 24.0])), [22.5, 24.0])
@@ -104,18 +120,28 @@ def test_assign_hosts_natives_first_then_nearest_better_hosts() -> None:
     assert len(best) == 2 and not best.degraded.any()
     # never degrade towards better seeing or greater depth: the poor host is used only natively
     poor = slots[slots.sample_id == "h013"]
-    assert set(poor.cell_id) <= set(cells.to_pandas().query("psf_fwhm_arcsec == 1.8 and depth_mag == 22.5").cell_id)
+    assert set(poor.cell_id) <= set(
+        cells.to_pandas().query("psf_fwhm_arcsec == 1.8 and depth_mag == 22.5").cell_id
+    )
     assert not poor.degraded.any()
     coverage = host_mod.coverage(cells, pa.Table.from_pandas(slots, preserve_index=False)).to_pandas()
-    assert coverage.is_measurable.sum() == coverage[(coverage.n_native_hosts + coverage.n_degraded_hosts) > 0].shape[0]
+    assert (
+        coverage.is_measurable.sum()
+        == coverage[(coverage.n_native_hosts + coverage.n_degraded_hosts) > 0].shape[0]
+    )
     # same seed -> same slots; host table order does not matter
-    again = host_mod.assign_hosts(cells, hosts.take(np.arange(14)[::-1].copy()), DEFAULT_GRID, 4, 6, 1).to_pandas()
-    assert sorted(zip(again.cell_id, again.sample_id)) == sorted(zip(slots.cell_id, slots.sample_id))
+    again = host_mod.assign_hosts(
+        cells, hosts.take(np.arange(14)[::-1].copy()), DEFAULT_GRID, 4, 6, 1
+    ).to_pandas()
+    pairs = sorted(zip(slots.cell_id, slots.sample_id, strict=True))
+    assert sorted(zip(again.cell_id, again.sample_id, strict=True)) == pairs
 
 
 def test_hosts_must_be_test_split() -> None:
     with pytest.raises(host_mod.HostError, match="split 'train'"):
-        host_mod.assign_hosts(DEFAULT_GRID.cells(), _hosts([1.0], [23.0], split="train"), DEFAULT_GRID, 1, 2, 0)
+        host_mod.assign_hosts(
+            DEFAULT_GRID.cells(), _hosts([1.0], [23.0], split="train"), DEFAULT_GRID, 1, 2, 0
+        )
 
 
 def test_plan_spreads_injections_round_robin() -> None:
@@ -136,12 +162,16 @@ def test_degradation_reaches_the_cell_psf_and_noise() -> None:
     cells = DEFAULT_GRID.cells()
     hosts = _hosts([0.95], [24.4])
     slots = host_mod.assign_hosts(cells, hosts, DEFAULT_GRID, 1, 1, 0).to_pandas()
-    slot = slots[(slots.cell_id == 2 * 35 + 4 * 5 + 1) & slots.degraded].iloc[0]  # theta 1.0, psf 1.5, depth 23.0
+    slot = slots[(slots.cell_id == 2 * 35 + 4 * 5 + 1) & slots.degraded].iloc[
+        0
+    ]  # theta 1.0, psf 1.5, depth 23.0
     assert slot.psf_fwhm_r == pytest.approx(1.5)
     grid = lensing.PixelGrid()
     sigma_host = lensing.gaussian_psf_sigma(0.95)
     star = lensing.render_points([0.0], [0.0], [0], [[1.0, 1.0, 1.0]], np.full((1, 3), sigma_host), grid)
-    out = host_mod.degrade(torch.as_tensor(star), [slot.kernel_sigma_arcsec], np.zeros((1, 3)), [None]).numpy()[0, ..., 1]
+    out = host_mod.degrade(
+        torch.as_tensor(star), [slot.kernel_sigma_arcsec], np.zeros((1, 3)), [None]
+    ).numpy()[0, ..., 1]
     c = 50
     profile = out[c]
     half_max = profile.max() / 2
@@ -152,9 +182,12 @@ def test_degradation_reaches_the_cell_psf_and_noise() -> None:
     assert out.sum() == pytest.approx(1.0, rel=1e-3)
     # noise: white noise of the host's level, degraded, has the slot's noise level
     rng = np.random.default_rng(0)
-    noise = rng.standard_normal((1, 101, 101, 3)) * host_mod.pixel_noise_sigma(
-        np.array([[0.95 * 1.1, 0.95, 0.95 * 0.9]]), np.full((1, 3), psfdepth_from_depth_mag(24.4))
-    )[:, None, None, :]
+    noise = (
+        rng.standard_normal((1, 101, 101, 3))
+        * host_mod.pixel_noise_sigma(
+            np.array([[0.95 * 1.1, 0.95, 0.95 * 0.9]]), np.full((1, 3), psfdepth_from_depth_mag(24.4))
+        )[:, None, None, :]
+    )
     gen = torch.Generator().manual_seed(3)
     added = np.array([[slot.added_noise_sigma_g, slot.added_noise_sigma_r, slot.added_noise_sigma_z]])
     degraded = host_mod.degrade(torch.as_tensor(noise), [slot.kernel_sigma_arcsec], added, [gen]).numpy()

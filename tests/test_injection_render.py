@@ -39,8 +39,19 @@ def test_ray_shooting_matches_lenstronomy_sie_plus_shear() -> None:
     for i in range(40):  # lenstronomy takes scalar parameters per lens
         e1, e2 = param_util.phi_q2_ellipticity(params.lens_phi[i], params.lens_q[i])
         kwargs = [
-            {"theta_E": params.theta_e[i], "e1": e1, "e2": e2, "center_x": params.lens_x0[i], "center_y": params.lens_y0[i]},
-            {"gamma1": params.shear_g1[i], "gamma2": params.shear_g2[i], "ra_0": params.lens_x0[i], "dec_0": params.lens_y0[i]},
+            {
+                "theta_E": params.theta_e[i],
+                "e1": e1,
+                "e2": e2,
+                "center_x": params.lens_x0[i],
+                "center_y": params.lens_y0[i],
+            },
+            {
+                "gamma1": params.shear_g1[i],
+                "gamma2": params.shear_g2[i],
+                "ra_0": params.lens_x0[i],
+                "dec_0": params.lens_y0[i],
+            },
         ]
         ref_x, ref_y = model.ray_shooting(x[i], y[i], kwargs)
         np.testing.assert_allclose(bx[i].numpy(), ref_x, atol=2e-7)
@@ -55,7 +66,13 @@ def test_ray_shooting_equals_the_numpy_reference_without_shear() -> None:
     bx, by = ray_shoot(torch.as_tensor(x), torch.as_tensor(y), {k: v[:, None] for k, v in p.items()})
     col = (slice(None), None)
     ref_x, ref_y = lensing.ray_shoot(
-        x, y, params.theta_e[col], params.lens_q[col], params.lens_phi[col], params.lens_x0[col], params.lens_y0[col]
+        x,
+        y,
+        params.theta_e[col],
+        params.lens_q[col],
+        params.lens_phi[col],
+        params.lens_x0[col],
+        params.lens_y0[col],
     )
     # q is capped at 1 - 1e-4 in torch (no 0/0 branch): the SIS limit differs by < 1e-4 theta_E
     np.testing.assert_allclose(bx.numpy(), ref_x, atol=1e-4 * 2.0)
@@ -68,7 +85,9 @@ def test_rendered_arcs_match_the_numpy_reference_renderer(theta_e: float) -> Non
     fwhm = np.stack([np.full(24, 1.3), np.full(24, 1.1), np.full(24, 1.0)], axis=1)
     ours = render_arcs(params, fwhm, RenderSettings(supersample=8), dtype=torch.float64)
     grid = lensing.PixelGrid(n_pix=2 * ours.half + 1, supersample=8, pad_pix=4)
-    lenses = lensing.SIELenses.of(params.theta_e, params.lens_q, params.lens_phi, params.lens_x0, params.lens_y0)
+    lenses = lensing.SIELenses.of(
+        params.theta_e, params.lens_q, params.lens_phi, params.lens_x0, params.lens_y0
+    )
     sources = lensing.SersicSources.of(
         params.src_r_e, params.src_n, params.src_q, params.src_phi, params.src_x0, params.src_y0
     )
@@ -132,10 +151,23 @@ def test_rendered_flux_and_magnification_against_lenstronomy_image_model() -> No
     for i in range(6):
         e1, e2 = param_util.phi_q2_ellipticity(params.lens_phi[i], params.lens_q[i])
         se1, se2 = param_util.phi_q2_ellipticity(params.src_phi[i], params.src_q[i])
-        i_e = params.flux_r[i] / lensing.sersic_total_flux(1.0, params.src_r_e[i], params.src_n[i], params.src_q[i])
+        i_e = params.flux_r[i] / lensing.sersic_total_flux(
+            1.0, params.src_r_e[i], params.src_n[i], params.src_q[i]
+        )
         kl = [
-            {"theta_E": params.theta_e[i], "e1": e1, "e2": e2, "center_x": params.lens_x0[i], "center_y": params.lens_y0[i]},
-            {"gamma1": params.shear_g1[i], "gamma2": params.shear_g2[i], "ra_0": params.lens_x0[i], "dec_0": params.lens_y0[i]},
+            {
+                "theta_E": params.theta_e[i],
+                "e1": e1,
+                "e2": e2,
+                "center_x": params.lens_x0[i],
+                "center_y": params.lens_y0[i],
+            },
+            {
+                "gamma1": params.shear_g1[i],
+                "gamma2": params.shear_g2[i],
+                "ra_0": params.lens_x0[i],
+                "dec_0": params.lens_y0[i],
+            },
         ]
         ks = [
             {
@@ -164,7 +196,9 @@ def test_paste_centres_the_stamp_and_truth_columns() -> None:
     torch.testing.assert_close(out[:, c - r : c + r + 1, c - r : c + r + 1], rendered.stamps)
     assert float(out.sum()) == pytest.approx(float(rendered.stamps.sum()), rel=1e-5)
     truth = arc_truth(rendered, params, np.full(5, 0.01), 0.5)
-    np.testing.assert_allclose(truth["lensed_mag_r"], 22.5 - 2.5 * np.log10(truth["magnification"] * params.flux_r))
+    np.testing.assert_allclose(
+        truth["lensed_mag_r"], 22.5 - 2.5 * np.log10(truth["magnification"] * params.flux_r)
+    )
     assert np.all(truth["arc_flux_annulus"] <= out[..., 1].sum(dim=(1, 2)).numpy() + 1e-6)
     assert np.all(truth["magnification"] > 1.0)
 

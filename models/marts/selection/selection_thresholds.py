@@ -11,5 +11,8 @@ def model(dbt, session):
         f"select sample_id from {dbt.ref('cutout_manifest')} where label = 'negative'"
     ).to_arrow_table()
     return thresholds_table(
-        dbt.ref("finder_runs").to_arrow_table(), dbt.ref("finder_scores").to_arrow_table(), negatives, settings
+        dbt.ref("finder_runs").to_arrow_table(),
+        dbt.ref("finder_scores").to_arrow_table(),
+        negatives,
+        settings,
     )

@@ -28,7 +28,9 @@ class GridAxis:
     step: float
 
     def __post_init__(self) -> None:
-        if not (np.isfinite([self.min, self.max, self.step]).all() and self.step > 0 and self.max >= self.min):
+        if not (
+            np.isfinite([self.min, self.max, self.step]).all() and self.step > 0 and self.max >= self.min
+        ):
             raise ValueError(f"grid axis {self.name}: need finite min <= max and step > 0, got {self}")
         count = (self.max - self.min) / self.step
         if abs(count - round(count)) > 1e-6:

@@ -30,7 +30,13 @@ from stronglens import lensing
 from stronglens.injection.grid import InjectionGrid, depth_mag_from_psfdepth, psfdepth_from_depth_mag
 
 BANDS = ("g", "r", "z")
-HOST_COLUMNS = ("sample_id", "split", "path", *(f"psfsize_{b}" for b in BANDS), *(f"psfdepth_{b}" for b in BANDS))
+HOST_COLUMNS = (
+    "sample_id",
+    "split",
+    "path",
+    *(f"psfsize_{b}" for b in BANDS),
+    *(f"psfdepth_{b}" for b in BANDS),
+)
 
 
 class HostError(ValueError):
@@ -92,7 +98,10 @@ def assign_hosts(
     ``kernel_sigma_arcsec`` and the extra noise ``added_noise_sigma_{g,r,z}`` (0 for natives).
     """
     if not 1 <= min_hosts <= max_hosts:
-        raise ValueError(f"need 1 <= injection_min_hosts_per_cell <= injection_max_hosts_per_cell, got {min_hosts}, {max_hosts}")
+        raise ValueError(
+            "need 1 <= injection_min_hosts_per_cell <= injection_max_hosts_per_cell, "
+            f"got {min_hosts}, {max_hosts}"
+        )
     check_hosts(hosts)
     n_hosts = hosts.num_rows
     psf = np.stack([_floats(hosts, f"psfsize_{b}") for b in BANDS], axis=1)
@@ -115,12 +124,16 @@ def assign_hosts(
     order_ids = np.argsort(np.asarray(hosts.column("sample_id").to_pylist(), dtype=str), kind="stable")
     tie = np.empty(n_hosts)
     tie[order_ids] = np.random.Generator(np.random.PCG64(seed)).permutation(n_hosts) / max(n_hosts, 1)
-    priority = np.where(native, tie[None, :], np.where(eligible, 1.0 + distance + 1e-6 * tie[None, :], np.inf))
+    priority = np.where(
+        native, tie[None, :], np.where(eligible, 1.0 + distance + 1e-6 * tie[None, :], np.inf)
+    )
     order = np.argsort(priority, axis=1, kind="stable")
     n_native = native.sum(axis=1)
     n_eligible = eligible.sum(axis=1)
     n_take = np.where(
-        n_native >= min_hosts, np.minimum(n_native, max_hosts), n_native + np.minimum(min_hosts - n_native, n_eligible)
+        n_native >= min_hosts,
+        np.minimum(n_native, max_hosts),
+        n_native + np.minimum(min_hosts - n_native, n_eligible),
     )
     rank = np.arange(n_hosts)[None, :]
     take = rank < n_take[:, None]
@@ -131,14 +144,20 @@ def assign_hosts(
     host_psf = psf[host_index]  # (S, 3)
     host_ivar = depth_ivar[host_index]
     target_psf_r = np.where(is_degraded, cell_psf[cell_row], host_psf[:, 1])
-    kernel_var = np.maximum((target_psf_r / lensing.FWHM_PER_SIGMA) ** 2 - (host_psf[:, 1] / lensing.FWHM_PER_SIGMA) ** 2, 0)
+    kernel_var = np.maximum(
+        (target_psf_r / lensing.FWHM_PER_SIGMA) ** 2 - (host_psf[:, 1] / lensing.FWHM_PER_SIGMA) ** 2, 0
+    )
     kernel_sigma = np.sqrt(kernel_var)
-    slot_psf = lensing.FWHM_PER_SIGMA * np.sqrt((host_psf / lensing.FWHM_PER_SIGMA) ** 2 + kernel_var[:, None])
+    slot_psf = lensing.FWHM_PER_SIGMA * np.sqrt(
+        (host_psf / lensing.FWHM_PER_SIGMA) ** 2 + kernel_var[:, None]
+    )
     host_noise = pixel_noise_sigma(host_psf, host_ivar)
     ivar_scale = np.where(is_degraded, psfdepth_from_depth_mag(cell_depth[cell_row]) / host_ivar[:, 1], 1.0)
     target_noise = pixel_noise_sigma(slot_psf, host_ivar * ivar_scale[:, None])
     half = degrade_half_width(kernel_sigma)
-    smoothed = host_noise * np.sqrt(kernel_sum_squares(kernel_sigma / lensing.DESI_PIXEL_SCALE, half))[:, None]
+    smoothed = (
+        host_noise * np.sqrt(kernel_sum_squares(kernel_sigma / lensing.DESI_PIXEL_SCALE, half))[:, None]
+    )
     added = np.where(is_degraded[:, None], np.sqrt(np.maximum(target_noise**2 - smoothed**2, 0.0)), 0.0)
     noise = np.where(is_degraded[:, None], np.sqrt(smoothed**2 + added**2), host_noise)
     columns: dict[str, object] = {
@@ -220,7 +239,7 @@ def degrade(
     The kernel is a normalised sampled Gaussian, applied as ``T X T^T`` with rows renormalised over
     the pixels inside the cutout, so edges keep their sky level instead of darkening."""
     sigma = np.asarray(kernel_sigma_arcsec, dtype=np.float64) / lensing.DESI_PIXEL_SCALE
-    n, height, width, _ = images.shape
+    _n, height, width, _ = images.shape
     if height != width:
         raise ValueError(f"degrade expects square cutouts, got {height}x{width}")
     out = images.permute(0, 3, 1, 2)
@@ -228,14 +247,22 @@ def degrade(
     if half > 0:
         idx = torch.arange(height, device=images.device, dtype=images.dtype)
         d = idx[:, None] - idx[None, :]
-        sig = torch.as_tensor(np.maximum(sigma, 1e-9), device=images.device, dtype=images.dtype)[:, None, None]
+        sig = torch.as_tensor(np.maximum(sigma, 1e-9), device=images.device, dtype=images.dtype)[
+            :, None, None
+        ]
         t = torch.exp(-0.5 * (d / sig) ** 2) * (d.abs() <= half)
         t = t / t.sum(-1, keepdim=True)
-        t = torch.where(torch.as_tensor(sigma > 0, device=images.device)[:, None, None], t, torch.eye(height, device=images.device, dtype=images.dtype))
+        t = torch.where(
+            torch.as_tensor(sigma > 0, device=images.device)[:, None, None],
+            t,
+            torch.eye(height, device=images.device, dtype=images.dtype),
+        )
         out = t[:, None] @ out @ t[:, None].transpose(-1, -2)
     out = out.permute(0, 2, 3, 1).contiguous()
     added = torch.as_tensor(np.asarray(added_noise_sigma), device=images.device, dtype=images.dtype)
     for i, gen in enumerate(generators):
         if gen is not None and bool((added[i] > 0).any()):
-            out[i] += torch.randn(out.shape[1:], generator=gen, device=images.device, dtype=images.dtype) * added[i]
+            out[i] += (
+                torch.randn(out.shape[1:], generator=gen, device=images.device, dtype=images.dtype) * added[i]
+            )
     return out

@@ -28,6 +28,7 @@ from stronglens.injection.render import RenderSettings
 from stronglens.injection.reports import write_gallery, write_heatmaps
 from stronglens.injection.scoring import FinderLike, thresholds
 
+
 @dataclass(frozen=True)
 class SelectionSettings:
     """Every setting of the selection-function models (dbt vars, see dbt_project.yml 'injection')."""
@@ -89,7 +90,9 @@ def settings_from_json(text: str | Mapping[str, Any]) -> SelectionSettings:
             cutout_root=str(raw["cutout_root"]),
         )
     except KeyError as exc:
-        raise KeyError(f"injection_settings misses {exc}: add the var to dbt_project.yml (section 'injection')") from exc
+        raise KeyError(
+            f"injection_settings misses {exc}: add the var to dbt_project.yml (section 'injection')"
+        ) from exc
 
 
 def resolve_paths(paths: list[str], root: str) -> list[str]:
@@ -106,7 +109,9 @@ def grid_table(settings: SelectionSettings) -> pa.Table:
 
 def host_slots_table(cells: pa.Table, hosts: pa.Table, settings: SelectionSettings) -> pa.Table:
     """``injection_host_slots``: which (native or degraded) host each cell uses."""
-    return host_mod.assign_hosts(cells, hosts, settings.grid, settings.min_hosts, settings.max_hosts, settings.seed)
+    return host_mod.assign_hosts(
+        cells, hosts, settings.grid, settings.min_hosts, settings.max_hosts, settings.seed
+    )
 
 
 def primary_run(finder_runs: pa.Table) -> dict[str, Any] | None:
@@ -114,10 +119,14 @@ def primary_run(finder_runs: pa.Table) -> dict[str, Any] | None:
     rows = [r for r in finder_runs.to_pylist() if r.get("is_primary")]
     if not rows:
         if finder_runs.num_rows:
-            raise ValueError("finder_runs has rows but none with is_primary = true; the training build is broken")
+            raise ValueError(
+                "finder_runs has rows but none with is_primary = true; the training build is broken"
+            )
         return None
     if len(rows) > 1:
-        raise ValueError(f"finder_runs has {len(rows)} primary runs ({[r['run_id'] for r in rows]}); expected one")
+        raise ValueError(
+            f"finder_runs has {len(rows)} primary runs ({[r['run_id'] for r in rows]}); expected one"
+        )
     return rows[0]
 
 
@@ -156,7 +165,9 @@ def thresholds_table(
         return empty_schema.empty_table()
     scores = finder_scores.to_pandas()
     neg_ids = set(negatives.column("sample_id").to_pylist())
-    val = scores[(scores["run_id"] == run["run_id"]) & (scores["split"] == "val") & scores["sample_id"].isin(neg_ids)]
+    val = scores[
+        (scores["run_id"] == run["run_id"]) & (scores["split"] == "val") & scores["sample_id"].isin(neg_ids)
+    ]
     table = thresholds(val["score"].to_numpy(np.float64), settings.fpr_targets, settings.score_thresholds)
     return table.add_column(0, "run_id", pa.array([run["run_id"]] * table.num_rows, pa.string()))
 
@@ -180,13 +191,21 @@ def injections_table(
     t0 = time.perf_counter()
     host_images = load_host_images(resolve_paths(hosts.column("path").to_pylist(), settings.cutout_root))
     t_hosts = time.perf_counter() - t0
-    finder = load_finder(settings.finder_class, run["checkpoint_path"], settings.run.device) if plan.num_rows else _NoFinder()
-    result = run_injections(cells, slots, plan, host_images, load_priors(settings.priors_file), finder, settings.run)
+    finder = (
+        load_finder(settings.finder_class, run["checkpoint_path"], settings.run.device)
+        if plan.num_rows
+        else _NoFinder()
+    )
+    result = run_injections(
+        cells, slots, plan, host_images, load_priors(settings.priors_file), finder, settings.run
+    )
     table = result.table
     table = table.add_column(1, "finder_run_id", pa.array([run_id] * table.num_rows, pa.string()))
     score = table.column("score").to_numpy()
     for row in threshold_rows.to_pylist():
-        table = table.append_column(f"recovered_{row['threshold_name']}", pa.array(score > row["score_threshold"]))
+        table = table.append_column(
+            f"recovered_{row['threshold_name']}", pa.array(score > row["score_threshold"])
+        )
     seconds = {"host_loading": t_hosts, **result.seconds}
     _write_run_summary(report_dir, table.num_rows, seconds, result.device, run_id)
     names = threshold_rows.column("threshold_name").to_pylist()
@@ -205,7 +224,9 @@ class _NoFinder:
         return np.zeros(0), np.zeros((0, 0), np.float32)
 
 
-def _write_run_summary(report_dir: str, n: int, seconds: dict[str, float], device: str, run_id: str | None) -> None:
+def _write_run_summary(
+    report_dir: str, n: int, seconds: dict[str, float], device: str, run_id: str | None
+) -> None:
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     work = seconds["render"] + seconds["score"]
@@ -233,20 +254,23 @@ def selection_function_table(
     names = threshold_rows.column("threshold_name").to_pylist()
     cell_ids = cells.column("cell_id").to_numpy()
     group = np.searchsorted(cell_ids, injections.column("cell_id").to_numpy())
-    recovered = np.stack(
-        [injections.column(f"recovered_{n}").to_numpy(zero_copy_only=False) for n in names], axis=1
-    ) if names else np.zeros((injections.num_rows, 0), bool)
+    recovered = (
+        np.stack([injections.column(f"recovered_{n}").to_numpy(zero_copy_only=False) for n in names], axis=1)
+        if names
+        else np.zeros((injections.num_rows, 0), bool)
+    )
     n_inj, n_rec = stats.group_completeness(group, cells.num_rows, recovered.astype(bool))
     keys = {
-        c: cells.column(c).to_numpy()
-        for c in ("cell_id", "theta_e_arcsec", "psf_fwhm_arcsec", "depth_mag")
+        c: cells.column(c).to_numpy() for c in ("cell_id", "theta_e_arcsec", "psf_fwhm_arcsec", "depth_mag")
     }
     for c in ("n_native_hosts", "n_degraded_hosts", "is_measurable"):
         keys[c] = coverage.column(c).to_numpy(zero_copy_only=False)
     table = stats.long_table(keys, names, n_inj, n_rec.reshape(cells.num_rows, len(names)))
     thr = {r["threshold_name"]: r for r in threshold_rows.to_pylist()}
     tn = table.column("threshold_name").to_pylist()
-    table = table.append_column("score_threshold", pa.array([thr[n]["score_threshold"] for n in tn], pa.float64()))
+    table = table.append_column(
+        "score_threshold", pa.array([thr[n]["score_threshold"] for n in tn], pa.float64())
+    )
     table = table.append_column("target_fpr", pa.array([thr[n]["target_fpr"] for n in tn], pa.float64()))
     run_id = threshold_rows.column("run_id")[0].as_py() if threshold_rows.num_rows else None
     table = table.append_column("finder_run_id", pa.array([run_id] * table.num_rows, pa.string()))
@@ -263,13 +287,17 @@ def _lower_bound_only(probe: pa.Table) -> bool | None:
     return None if not rows or rows[0]["auc"] is None else bool(rows[0]["lower_bound_only"])
 
 
-def marginals_table(injections: pa.Table, threshold_rows: pa.Table, cells: pa.Table, settings: SelectionSettings) -> pa.Table:
+def marginals_table(
+    injections: pa.Table, threshold_rows: pa.Table, cells: pa.Table, settings: SelectionSettings
+) -> pa.Table:
     """``selection_marginals``: completeness marginalised over all but one axis -- theta_E, PSF,
     depth (grid values) and arc S/N, lensed r magnitude (bins from the vars)."""
     names = threshold_rows.column("threshold_name").to_pylist()
-    recovered = np.stack(
-        [injections.column(f"recovered_{n}").to_numpy(zero_copy_only=False) for n in names], axis=1
-    ) if names else np.zeros((injections.num_rows, 0), bool)
+    recovered = (
+        np.stack([injections.column(f"recovered_{n}").to_numpy(zero_copy_only=False) for n in names], axis=1)
+        if names
+        else np.zeros((injections.num_rows, 0), bool)
+    )
     parts = []
     axes = {
         "theta_e_arcsec": settings.grid.theta_e,
@@ -345,7 +373,12 @@ def realism_probe_table(
             row.update(note="fewer than 2 real positives: no probe")
         else:
             res = realism_probe(
-                real[mask], injected, settings.probe_folds, settings.probe_boot, settings.probe_l2, settings.seed
+                real[mask],
+                injected,
+                settings.probe_folds,
+                settings.probe_boot,
+                settings.probe_l2,
+                settings.seed,
             )
             row.update(
                 n_folds=res.n_folds,

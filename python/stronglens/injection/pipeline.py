@@ -24,7 +24,14 @@ from numpy.typing import NDArray
 from stronglens.cutouts.store import read_cutout
 from stronglens.injection.hosts import degrade
 from stronglens.injection.priors import Priors
-from stronglens.injection.render import ArcParams, RenderSettings, arc_truth, paste, poisson_noise, render_arcs
+from stronglens.injection.render import (
+    ArcParams,
+    RenderSettings,
+    arc_truth,
+    paste,
+    poisson_noise,
+    render_arcs,
+)
 from stronglens.injection.sampling import draw_arc_params
 from stronglens.injection.scoring import FinderLike
 
@@ -174,8 +181,13 @@ def run_injections(
         for i in np.flatnonzero(keep_thumb[start:stop]):
             thumbnails[start + i] = images_np[i, c : c + THUMBNAIL_PIX, c : c + THUMBNAIL_PIX].copy()
 
-    truth = {k: np.concatenate([part[k] for part in truth_parts]) if truth_parts else np.zeros(0) for k in ("magnification", "lensed_mag_r", "arc_snr", "arc_flux_annulus")}
-    table = _injection_table(cells, cell_pos, plan, slot_col, slot_ids, params, extra, truth, scores, embeddings, psf, noise_r)
+    truth = {
+        k: np.concatenate([part[k] for part in truth_parts]) if truth_parts else np.zeros(0)
+        for k in ("magnification", "lensed_mag_r", "arc_snr", "arc_flux_annulus")
+    }
+    table = _injection_table(
+        cells, cell_pos, plan, slot_col, slot_ids, params, extra, truth, scores, embeddings, psf, noise_r
+    )
     return InjectionRun(table, thumbnails, seconds, str(device))
 
 
@@ -196,6 +208,7 @@ def _injection_table(
     cols: dict[str, object] = {
         "injection_id": plan.column("injection_id"),
         "cell_id": plan.column("cell_id"),
+        "slot_id": plan.column("slot_id"),
         "theta_e_arcsec": params.theta_e,
         "psf_fwhm_arcsec": cells.column("psf_fwhm_arcsec").to_numpy()[cell_pos],
         "depth_mag": cells.column("depth_mag").to_numpy()[cell_pos],

@@ -84,7 +84,8 @@ def realism_probe(
     folds = min(n_folds, len(real), len(injected))
     if folds < 2:
         raise ValueError(
-            f"the realism probe needs >= 2 real and >= 2 injected embeddings, got {len(real)} and {len(injected)}"
+            "the realism probe needs >= 2 real and >= 2 injected embeddings, "
+            f"got {len(real)} and {len(injected)}"
         )
     x = np.vstack([real, injected])
     y = np.r_[np.ones(len(real), bool), np.zeros(len(injected), bool)]
@@ -108,5 +109,5 @@ def realism_probe(
         idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
         boots[b] = auc(y[idx], oof[idx])
     tail = (1 - ci_level) / 2
-    lo, hi = (np.quantile(boots, [tail, 1 - tail]) if n_boot else (np.nan, np.nan))
+    lo, hi = np.quantile(boots, [tail, 1 - tail]) if n_boot else (np.nan, np.nan)
     return ProbeResult(point, float(lo), float(hi), len(real), len(injected), folds, n_boot, ci_level)

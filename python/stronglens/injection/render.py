@@ -124,7 +124,9 @@ class RenderedArcs:
 MAX_LENS_Q = 1.0 - 1e-4
 
 
-def ray_shoot(x: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def ray_shoot(
+    x: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Source-plane ``(beta_x, beta_y)`` of image-plane points under SIE + shear; ``p`` holds
     tensors broadcasting against ``x, y``.  DOMAIN.md's form of :func:`stronglens.lensing.sie_deflection`:
     ``alpha_x' = theta_E sqrt(q)/f arctan(f x'/psi)``, ``alpha_y' = theta_E sqrt(q)/f arctanh(f y'/psi)``
@@ -160,7 +162,9 @@ def stamp_half_pix(params: ArcParams, settings: RenderSettings) -> int:
         raise ValueError("external shear |gamma| >= 0.5: the stamp bound does not hold; lower shear_sigma")
     beta = np.hypot(params.src_x0 - params.lens_x0, params.src_y0 - params.lens_y0)
     reach = (
-        lensing.SIE_MAX_DEFLECTION_PER_THETA_E * params.theta_e + beta + settings.r_e_multiple * params.src_r_e
+        lensing.SIE_MAX_DEFLECTION_PER_THETA_E * params.theta_e
+        + beta
+        + settings.r_e_multiple * params.src_r_e
     ) / (1 - gamma) + np.hypot(params.lens_x0, params.lens_y0)
     return int(np.ceil(reach.max() / settings.pixel_scale)) + 1
 
@@ -168,8 +172,14 @@ def stamp_half_pix(params: ArcParams, settings: RenderSettings) -> int:
 def _param_tensors(params: ArcParams, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     n = params.src_n
     b = special.gammaincinv(2.0 * n, 0.5)
-    # unit total flux: I_e = 1 / (2 pi n q r_e^2 e^b Gamma(2n) / b^(2n)), in logs (see lensing.sersic_total_flux)
-    log_norm = np.log(2 * np.pi * n * params.src_q * params.src_r_e**2) + b + special.gammaln(2 * n) - 2 * n * np.log(b)
+    # unit total flux: I_e = 1 / (2 pi n q r_e^2 e^b Gamma(2n) / b^(2n)), in logs
+    # (see lensing.sersic_total_flux)
+    log_norm = (
+        np.log(2 * np.pi * n * params.src_q * params.src_r_e**2)
+        + b
+        + special.gammaln(2 * n)
+        - 2 * n * np.log(b)
+    )
     q = np.minimum(params.lens_q, MAX_LENS_Q)
     f = np.sqrt((1 - q) * (1 + q))
     values = {
@@ -192,7 +202,10 @@ def _param_tensors(params: ArcParams, device: torch.device, dtype: torch.dtype) 
         "b_n": b,
         "log_i_e": -log_norm,
     }
-    return {k: torch.as_tensor(np.asarray(v, dtype=np.float64), device=device).to(dtype) for k, v in values.items()}
+    return {
+        k: torch.as_tensor(np.asarray(v, dtype=np.float64), device=device).to(dtype)
+        for k, v in values.items()
+    }
 
 
 def _psf_matrices(sigma_pix: torch.Tensor, n_in: int, k: int) -> torch.Tensor:
@@ -249,7 +262,9 @@ def render_arcs(
         # Pixel mean ~ centre value + (h^2/24) Laplacian = centre + (mean of 4 neighbours - centre) / 6
         # where the profile is smooth on the pixel scale; sub-sample where that correction is large.
         padded = torch.nn.functional.pad(surface[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-        neighbours = 0.25 * (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:])
+        neighbours = 0.25 * (
+            padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:]
+        )
         correction = (neighbours - surface) / 6.0
         peak = surface.amax(dim=(1, 2), keepdim=True)
         mask = correction.abs() > settings.supersample_threshold * peak
@@ -277,12 +292,14 @@ def render_arcs(
 def paste(hosts: torch.Tensor, stamps: torch.Tensor, half: int) -> torch.Tensor:
     """``hosts + stamps`` with the stamps centred on the hosts' central pixel (``(N, H, W, 3)``);
     stamp pixels beyond the cutout are dropped (the caller sizes stamps to fit)."""
-    n, height, width, _ = hosts.shape
+    _n, height, width, _ = hosts.shape
     cy, cx = (height - 1) // 2, (width - 1) // 2
     y0, x0 = max(cy - half, 0), max(cx - half, 0)
     y1, x1 = min(cy + half + 1, height), min(cx + half + 1, width)
     out = hosts.clone()
-    out[:, y0:y1, x0:x1] += stamps[:, y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)]
+    out[:, y0:y1, x0:x1] += stamps[
+        :, y0 - (cy - half) : y1 - (cy - half), x0 - (cx - half) : x1 - (cx - half)
+    ]
     return out
 
 
@@ -321,9 +338,7 @@ def arc_truth(
     }
 
 
-def poisson_noise(
-    stamps: torch.Tensor, gain_e_per_nmgy: float, generator: torch.Generator
-) -> torch.Tensor:
+def poisson_noise(stamps: torch.Tensor, gain_e_per_nmgy: float, generator: torch.Generator) -> torch.Tensor:
     """Photon noise of the arcs alone (the host cutout already carries its own noise): Gaussian with
     variance ``arc / gain`` per pixel, the Poisson limit at ``gain`` electrons per nanomaggy."""
     if not gain_e_per_nmgy > 0:

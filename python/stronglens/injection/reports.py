@@ -96,13 +96,15 @@ def write_gallery(
         f"<h1>Injections recovered / missed at {html.escape(threshold_name)}</h1>",
     ]
     for theta, row in kept.groupby("theta_e_arcsec", sort=True):
-        parts.append(f"<h2>theta_E = {theta:.2f}\"</h2>")
+        parts.append(f'<h2>theta_E = {theta:.2f}"</h2>')
         for flag, title in ((True, "recovered"), (False, "missed")):
             chosen = row[row[recovered_col] == flag].head(per_row)
-            parts.append(f"<h3>{title} ({int((row[recovered_col] == flag).sum())} of {len(row)} shown-eligible)</h3>")
+            parts.append(
+                f"<h3>{title} ({int((row[recovered_col] == flag).sum())} of {len(row)} shown-eligible)</h3>"
+            )
             for r in chosen.itertuples():
                 caption = (
-                    f"cell {r.cell_id}: PSF {r.psf_fwhm_arcsec:.2f}\", depth {r.depth_mag:.1f}"
+                    f'cell {r.cell_id}: PSF {r.psf_fwhm_arcsec:.2f}", depth {r.depth_mag:.1f}'
                     f"{' (degraded host)' if r.host_degraded else ''}<br>r_lensed {r.lensed_mag_r:.1f},"
                     f" S/N {r.arc_snr:.1f}, score {r.score:.3f}"
                 )

@@ -16,7 +16,9 @@ from stronglens.lensing import mag_to_nanomaggies
 FloatArray = NDArray[np.float64]
 
 
-def draw_arc_params(theta_e: FloatArray, priors: Priors, seed: int) -> tuple[ArcParams, dict[str, FloatArray]]:
+def draw_arc_params(
+    theta_e: FloatArray, priors: Priors, seed: int
+) -> tuple[ArcParams, dict[str, FloatArray]]:
     """Lens and source parameters for injections of Einstein radii ``theta_e`` (arcsec).
 
     Returns the renderer's :class:`ArcParams` and the truth columns that are not in it

@@ -61,7 +61,10 @@ def completeness_columns(n_recovered: ArrayLike, n_injected: ArrayLike) -> dict[
 
 def recovered_matrix(scores: ArrayLike, threshold_values: Sequence[float]) -> NDArray[np.bool_]:
     """``(N, T)``: score strictly above each threshold."""
-    return np.asarray(scores, dtype=np.float64)[:, None] > np.asarray(threshold_values, dtype=np.float64)[None, :]
+    return (
+        np.asarray(scores, dtype=np.float64)[:, None]
+        > np.asarray(threshold_values, dtype=np.float64)[None, :]
+    )
 
 
 def group_completeness(
@@ -73,14 +76,20 @@ def group_completeness(
     ok = group >= 0
     n_inj = np.bincount(group[ok], minlength=n_groups)
     n_rec = np.stack(
-        [np.bincount(group[ok], weights=recovered[ok, t], minlength=n_groups) for t in range(recovered.shape[1])],
+        [
+            np.bincount(group[ok], weights=recovered[ok, t], minlength=n_groups)
+            for t in range(recovered.shape[1])
+        ],
         axis=1,
     ).astype(np.int64)
     return n_inj, n_rec
 
 
 def long_table(
-    keys: dict[str, ArrayLike], threshold_names: Sequence[str], n_injected: ArrayLike, n_recovered: NDArray[np.int64]
+    keys: dict[str, ArrayLike],
+    threshold_names: Sequence[str],
+    n_injected: ArrayLike,
+    n_recovered: NDArray[np.int64],
 ) -> pa.Table:
     """Rows (group x threshold) with ``n_injected, n_recovered`` and the completeness columns."""
     n_groups, n_thr = n_recovered.shape
