@@ -211,3 +211,18 @@ def test_zero_flux_renders_nothing_and_validation() -> None:
         render_arcs(params, np.full((2, 3), 1.0))
     with pytest.raises(ValueError, match="lens_q"):
         ArcParams(**{**vars(params), "lens_q": np.array([0.5, 1.2, 0.7])})
+
+
+def test_compile_falls_back_to_eager_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stronglens.injection import render
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(render, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    params = _params(1.0, 4, seed=10)
+    with pytest.warns(UserWarning, match="rendering eagerly"):
+        compiled = render_arcs(params, np.full((4, 3), 1.2), RenderSettings(compile=True))
+    eager = render_arcs(params, np.full((4, 3), 1.2))
+    torch.testing.assert_close(compiled.stamps, eager.stamps)

@@ -59,6 +59,7 @@ def settings_from_json(text: str | Mapping[str, Any]) -> SelectionSettings:
         render = RenderSettings(
             supersample=int(raw["injection_supersample"]),
             supersample_threshold=float(raw["injection_supersample_threshold"]),
+            compile=bool(raw["injection_compile"]),
         )
         run = InjectionSettings(
             seed=int(raw["injection_seed"]),

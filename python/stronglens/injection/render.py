@@ -24,6 +24,7 @@ pixel box once, so a star gets exactly the requested pixelised FWHM, as in the r
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -100,6 +101,8 @@ class RenderSettings:
     r_e_multiple: float = 4.0
     #: PSF kernels extend to this many sigma
     psf_sigma_multiple: float = 4.0
+    #: fuse the ray tracing and Sersic evaluation with torch.compile (eager fallback without a compiler)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.supersample < 1 or not self.pixel_scale > 0 or not 0 <= self.supersample_threshold < 1:
@@ -153,6 +156,36 @@ def sersic_unit(bx: torch.Tensor, by: torch.Tensor, p: dict[str, torch.Tensor]) 
     return torch.exp(p["log_i_e"] - p["b_n"] * (torch.exp(log_r2 * p["half_inv_n"]) - 1.0))
 
 
+def lensed_surface(x: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Surface brightness of the lensed unit-flux source at image-plane points."""
+    bx, by = ray_shoot(x, y, p)
+    return sersic_unit(bx, by, p)
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _surface_function(compile_kernel: bool):
+    """:func:`lensed_surface`, or its ``torch.compile``d form (one fused kernel for the ~50
+    elementwise operations: ~10x fewer passes over memory; compiled once per process, cached on
+    disk by inductor).  Falls back to eager, with a warning, where no compiler is available."""
+    if not compile_kernel:
+        return lensed_surface
+    if "fn" not in _COMPILED:
+        try:
+            compiled = torch.compile(lensed_surface, dynamic=True)
+            probe = torch.zeros((1, 2, 2))
+            params = {k: torch.full((1, 1, 1), 0.5) for k in _PARAM_KEYS}
+            compiled(probe, probe, params)
+            _COMPILED["fn"] = compiled
+        except Exception as exc:
+            warnings.warn(
+                f"torch.compile unavailable ({type(exc).__name__}: {exc}); rendering eagerly", stacklevel=2
+            )
+            _COMPILED["fn"] = lensed_surface
+    return _COMPILED["fn"]
+
+
 def stamp_half_pix(params: ArcParams, settings: RenderSettings) -> int:
     """Half-size (pixels) of a stamp holding every lensed image of every source in ``params`` out to
     ``r_e_multiple`` half-light radii: images satisfy ``|theta| (1 - |gamma|) <= |beta| + max|alpha_SIE|``
@@ -167,6 +200,28 @@ def stamp_half_pix(params: ArcParams, settings: RenderSettings) -> int:
         + settings.r_e_multiple * params.src_r_e
     ) / (1 - gamma) + np.hypot(params.lens_x0, params.lens_y0)
     return int(np.ceil(reach.max() / settings.pixel_scale)) + 1
+
+
+_PARAM_KEYS = (
+    "lens_x0",
+    "lens_y0",
+    "lens_cos",
+    "lens_sin",
+    "lens_q",
+    "lens_f",
+    "lens_scale",
+    "shear_g1",
+    "shear_g2",
+    "src_x0",
+    "src_y0",
+    "src_cos",
+    "src_sin",
+    "src_q",
+    "log_r_e2",
+    "half_inv_n",
+    "b_n",
+    "log_i_e",
+)
 
 
 def _param_tensors(params: ArcParams, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -255,8 +310,11 @@ def render_arcs(
     p = _param_tensors(params, device, dtype)
     col = {key: v[:, None, None] for key, v in p.items()}
     coords = (torch.arange(n_in, device=device, dtype=dtype) - r_in) * h
-    bx, by = ray_shoot(coords[None, None, :], coords[None, :, None], col)
-    surface = sersic_unit(bx, by, col)  # (N, n_in, n_in), pixel centres
+    surface_fn = _surface_function(settings.compile)
+    # (N, n_in, n_in) at pixel centres; coordinates expanded so every call sees full-size tensors
+    grid_x = coords[None, None, :].expand(count, n_in, n_in)
+    grid_y = coords[None, :, None].expand(count, n_in, n_in)
+    surface = surface_fn(grid_x, grid_y, col)
 
     if ss > 1:
         # Pixel mean ~ centre value + (h^2/24) Laplacian = centre + (mean of 4 neighbours - centre) / 6
@@ -277,8 +335,7 @@ def render_arcs(
         fx = coords[colx][:, None] + ox[None, :]
         fy = coords[row][:, None] + oy[None, :]
         pts = {key: v[img][:, None] for key, v in p.items()}
-        fbx, fby = ray_shoot(fx, fy, pts)
-        surface[img, row, colx] = sersic_unit(fbx, fby, pts).mean(dim=1)
+        surface[img, row, colx] = surface_fn(fx, fy, pts).mean(dim=1)
     flux = surface * (h * h)  # unit-flux source: pixel fluxes, summing to the magnification
     magnification = flux.sum(dim=(1, 2))
 
