@@ -95,3 +95,18 @@ def test_probe_separates_different_populations_and_not_identical_ones() -> None:
     assert again == apart  # seeded
     with pytest.raises(ValueError, match=">= 2 real"):
         realism_probe(real[:1], same)
+
+
+def test_score_distributions_compare_at_matched_theta_e() -> None:
+    from stronglens.injection.probe import score_distributions
+
+    rng = np.random.default_rng(4)
+    real_theta = rng.uniform(0.5, 3.0, 200)
+    inj_theta = rng.choice([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], 3000)
+    rows = score_distributions(real_theta / 3, real_theta, inj_theta / 6, inj_theta, np.array([0.5, 1.5, 3.01]))
+    by = {(r["population"], r["theta_e_low"]): r for r in rows}
+    assert by[("real", 0.5)]["n"] == int(((real_theta >= 0.5) & (real_theta < 1.5)).sum())
+    assert by[("injected", 1.5)]["n"] == int((inj_theta >= 1.5).sum())
+    # the real scores are twice the injected ones at every theta_E: the medians say so bin by bin
+    assert by[("real", 1.5)]["q50"] > by[("injected", 1.5)]["q50"]
+    assert by[("injected", 0.5)]["q50"] == pytest.approx(np.median(inj_theta[inj_theta < 1.5] / 6))
