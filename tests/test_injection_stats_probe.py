@@ -103,7 +103,9 @@ def test_score_distributions_compare_at_matched_theta_e() -> None:
     rng = np.random.default_rng(4)
     real_theta = rng.uniform(0.5, 3.0, 200)
     inj_theta = rng.choice([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], 3000)
-    rows = score_distributions(real_theta / 3, real_theta, inj_theta / 6, inj_theta, np.array([0.5, 1.5, 3.01]))
+    rows = score_distributions(
+        real_theta / 3, real_theta, inj_theta / 6, inj_theta, np.array([0.5, 1.5, 3.01])
+    )
     by = {(r["population"], r["theta_e_low"]): r for r in rows}
     assert by[("real", 0.5)]["n"] == int(((real_theta >= 0.5) & (real_theta < 1.5)).sum())
     assert by[("injected", 1.5)]["n"] == int((inj_theta >= 1.5).sum())

@@ -41,8 +41,7 @@ def write_heatmaps(selection: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             else:
                 labels[i, j] = "no host"
         fig, ax = plt.subplots(figsize=(1.25 * psfs.size + 2, 0.75 * thetas.size + 1.5))
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#cccccc")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#cccccc")
         im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for i in range(thetas.size):
             for j in range(psfs.size):

@@ -75,13 +75,9 @@ def group_completeness(
     group = np.asarray(group, dtype=np.int64)
     ok = group >= 0
     n_inj = np.bincount(group[ok], minlength=n_groups)
-    n_rec = np.stack(
-        [
-            np.bincount(group[ok], weights=recovered[ok, t], minlength=n_groups)
-            for t in range(recovered.shape[1])
-        ],
-        axis=1,
-    ).astype(np.int64)
+    n_rec = np.zeros((n_groups, recovered.shape[1]), np.int64)
+    for t in range(recovered.shape[1]):  # one bincount per operating point (a handful)
+        n_rec[:, t] = np.bincount(group[ok], weights=recovered[ok, t], minlength=n_groups)
     return n_inj, n_rec
 
 
