@@ -100,6 +100,13 @@ def test_selection_marts_end_to_end(tmp_path: Path, world) -> None:
     assert selection.lower_bound_only.eq(bool(probe.lower_bound_only.iloc[0])).all()
     assert len(list(report.glob("completeness_depth23.5_*.png"))) == len(names)
 
+    real = pa.table({"score": [0.9, 0.8, 0.2], "theta_e_arcsec": [1.1, 0.9, 2.2]})
+    dist = marts.score_distributions_table(injections, real, thresholds, settings).to_pandas()
+    by = dist.set_index(["population", "theta_e_low"])
+    assert by.loc[("real", 0.5), "n"] == 2 and by.loc[("real", 1.5), "n"] == 1
+    assert by.loc[("injected", 0.5), "n"] == 24 and by.loc[("injected", 1.5), "n"] == 24
+    assert (dist.finder_run_id == "run-a").all()
+
     marginals = marts.marginals_table(injections, thresholds, cells, settings).to_pandas()
     assert set(marginals.axis) == {
         "theta_e_arcsec",

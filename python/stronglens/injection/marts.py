@@ -23,7 +23,7 @@ from stronglens.injection import stats
 from stronglens.injection.grid import InjectionGrid
 from stronglens.injection.pipeline import InjectionSettings, load_host_images, run_injections
 from stronglens.injection.priors import load_priors
-from stronglens.injection.probe import realism_probe
+from stronglens.injection.probe import realism_probe, score_distributions
 from stronglens.injection.render import RenderSettings
 from stronglens.injection.reports import write_gallery, write_heatmaps
 from stronglens.injection.scoring import FinderLike, thresholds
@@ -397,3 +397,22 @@ def realism_probe_table(
             )
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def score_distributions_table(
+    injections: pa.Table, real: pa.Table, threshold_rows: pa.Table, settings: SelectionSettings
+) -> pa.Table:
+    """``realism_score_distributions``: finder scores of real Tier-A lenses (``real``: score,
+    theta_e_arcsec of the primary run) and of injections in the same theta_E bins (the grid's)."""
+    axis = settings.grid.theta_e
+    edges = np.r_[axis.values - axis.step / 2, axis.values[-1] + axis.step / 2]
+    rows = score_distributions(
+        real.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
+        real.column("theta_e_arcsec").to_numpy(zero_copy_only=False).astype(np.float64),
+        injections.column("score").to_numpy(zero_copy_only=False).astype(np.float64),
+        injections.column("theta_e_arcsec").to_numpy(zero_copy_only=False).astype(np.float64),
+        edges,
+    )
+    run_id = threshold_rows.column("run_id")[0].as_py() if threshold_rows.num_rows else None
+    table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    return table.append_column("finder_run_id", pa.array([run_id] * table.num_rows, pa.string()))
