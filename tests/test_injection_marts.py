@@ -100,7 +100,19 @@ def test_selection_marts_end_to_end(tmp_path: Path, world) -> None:
     assert selection.lower_bound_only.eq(bool(probe.lower_bound_only.iloc[0])).all()
     assert len(list(report.glob("completeness_depth23.5_*.png"))) == len(names)
 
-    real = pa.table({"score": [0.9, 0.8, 0.2], "theta_e_arcsec": [1.1, 0.9, 2.2]})
+    real = marts.real_tier_a_scores(
+        pa.table(
+            {
+                "run_id": ["run-a"] * 4 + ["run-b"],
+                "sample_id": ["p1", "p2", "p3", "p4", "p1"],
+                "score": [0.9, 0.8, 0.2, 0.7, 0.1],
+            }
+        ),
+        pa.table({"sample_id": ["p1", "p2", "p3", "p4"], "tier": ["A", "A", "A", "B"]}),
+        pa.table({"sample_id": ["p1", "p2", "p3", "p4"], "theta_e_arcsec": [1.1, 0.9, 2.2, 1.0]}),
+        thresholds,
+    )
+    assert sorted(real.column("score").to_pylist()) == [0.2, 0.8, 0.9]  # run-a, Tier-A only
     dist = marts.score_distributions_table(injections, real, thresholds, settings).to_pandas()
     by = dist.set_index(["population", "theta_e_low"])
     assert by.loc[("real", 0.5), "n"] == 2 and by.loc[("real", 1.5), "n"] == 1

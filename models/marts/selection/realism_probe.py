@@ -7,8 +7,8 @@ def model(dbt, session):
     from stronglens.injection.marts import realism_probe_table, settings_from_json
 
     settings = settings_from_json(dbt.config.get("injection_settings"))
-    injections = session.sql(
-        f"select embedding from {dbt.ref('injections')} where embedding is not null order by injection_id"
+    injections = (
+        dbt.ref("injections").filter("embedding is not null").order("injection_id").project("embedding")
     ).to_arrow_table()
     return realism_probe_table(
         injections,

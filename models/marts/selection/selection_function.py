@@ -6,7 +6,7 @@ def model(dbt, session):
     dbt.config(materialized="table")
     from stronglens.injection.marts import selection_function_table
 
-    injections = session.sql(f"select * exclude (embedding) from {dbt.ref('injections')}").to_arrow_table()
+    injections = dbt.ref("injections").project("* exclude (embedding)").to_arrow_table()
     return selection_function_table(
         injections,
         dbt.ref("selection_thresholds").to_arrow_table(),

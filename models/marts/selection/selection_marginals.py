@@ -7,7 +7,7 @@ def model(dbt, session):
     from stronglens.injection.marts import marginals_table, settings_from_json
 
     settings = settings_from_json(dbt.config.get("injection_settings"))
-    injections = session.sql(f"select * exclude (embedding) from {dbt.ref('injections')}").to_arrow_table()
+    injections = dbt.ref("injections").project("* exclude (embedding)").to_arrow_table()
     return marginals_table(
         injections,
         dbt.ref("selection_thresholds").to_arrow_table(),

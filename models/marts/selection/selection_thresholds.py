@@ -7,9 +7,7 @@ def model(dbt, session):
     from stronglens.injection.marts import settings_from_json, thresholds_table
 
     settings = settings_from_json(dbt.config.get("injection_settings"))
-    negatives = session.sql(
-        f"select sample_id from {dbt.ref('cutout_manifest')} where label = 'negative'"
-    ).to_arrow_table()
+    negatives = dbt.ref("cutout_manifest").filter("label = 'negative'").project("sample_id").to_arrow_table()
     return thresholds_table(
         dbt.ref("finder_runs").to_arrow_table(),
         dbt.ref("finder_scores").to_arrow_table(),

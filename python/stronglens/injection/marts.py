@@ -399,6 +399,27 @@ def realism_probe_table(
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def real_tier_a_scores(
+    finder_scores: pa.Table, manifest: pa.Table, lens_truth: pa.Table, threshold_rows: pa.Table
+) -> pa.Table:
+    """Scores of the primary run (the one the thresholds came from) for Tier-A positives, with
+    their theta_E from lens_truth: columns ``score, theta_e_arcsec``."""
+    run_id = threshold_rows.column("run_id")[0].as_py() if threshold_rows.num_rows else None
+    scores = finder_scores.to_pandas()
+    tier_a = manifest.to_pandas().query("tier == 'A'")[["sample_id"]]
+    merged = (
+        scores[scores["run_id"] == run_id]
+        .merge(tier_a, on="sample_id")
+        .merge(lens_truth.to_pandas(), on="sample_id")
+    )
+    return pa.table(
+        {
+            "score": merged["score"].to_numpy(np.float64),
+            "theta_e_arcsec": merged["theta_e_arcsec"].to_numpy(np.float64),
+        }
+    )
+
+
 def score_distributions_table(
     injections: pa.Table, real: pa.Table, threshold_rows: pa.Table, settings: SelectionSettings
 ) -> pa.Table:
