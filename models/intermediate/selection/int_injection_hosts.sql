@@ -52,7 +52,7 @@ final as (
         -2.5 * (log10(5.0 / sqrt(test_negatives.psfdepth_r)) - 9.0) as depth_mag_r
 
     from test_negatives
-    inner join cutouts on test_negatives.sample_id = cutouts.sample_id
+    inner join cutouts on cutouts.sample_id = test_negatives.sample_id
     where
         test_negatives.sample_id not in (select unusable.sample_id from unusable)
         and test_negatives.psfdepth_r > 0

@@ -45,7 +45,7 @@ final as (
         cutouts.path
 
     from positives
-    inner join cutouts on positives.sample_id = cutouts.sample_id
+    inner join cutouts on cutouts.sample_id = positives.sample_id
     where positives.sample_id not in (select unusable.sample_id from unusable)
 
 )

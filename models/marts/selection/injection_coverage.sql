@@ -43,7 +43,7 @@ final as (
         end as unmeasurable_reason
 
     from grid
-    left join hosts_per_cell on grid.cell_id = hosts_per_cell.cell_id
+    left join hosts_per_cell on hosts_per_cell.cell_id = grid.cell_id
 
 )
 
