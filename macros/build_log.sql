@@ -19,7 +19,16 @@
         'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
         'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
         'cutout_rate_limit_per_s', 'cutout_max_attempts', 'cutout_backoff_base_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec',
-        'mosaic_per_group', 'audit_n_boot', 'audit_flag_threshold'
+        'mosaic_per_group', 'audit_n_boot', 'audit_flag_threshold',
+        'selection_function_enabled', 'realism_score_distributions_enabled', 'injection_theta_e_arcsec',
+        'injection_psf_fwhm_arcsec', 'injection_depth_mag', 'injections_per_cell', 'injection_seed',
+        'injection_priors_file', 'injection_min_hosts_per_cell', 'injection_max_hosts_per_cell',
+        'injection_supersample', 'injection_supersample_threshold', 'injection_compile', 'injection_batch_size',
+        'injection_poisson_noise', 'injection_arc_gain_e_per_nmgy', 'injection_annulus_halfwidth_arcsec',
+        'injection_device', 'injection_finder_class', 'injection_fpr_targets', 'injection_score_thresholds',
+        'injection_arc_snr_edges', 'injection_lensed_mag_edges', 'injection_gallery_per_cell',
+        'realism_probe_max_injections', 'realism_probe_folds', 'realism_probe_n_boot', 'realism_probe_l2',
+        'realism_probe_max_auc'
     ]) }}
 {%- endmacro %}
 
