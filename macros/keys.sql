@@ -11,7 +11,8 @@
     one resolution on the dbt side. Empty while parsing (no graph yet). -#}
 {% macro sweeps_location() -%}
     {%- set sweeps = graph.get('sources', {}).get('source.stronglens.dr10.sweeps') -%}
-    {{ return(sweeps.meta.sweeps_glob if sweeps else '') }}
+    {#- The source config stores it with quotes doubled for its SQL literal; callers get the raw path. -#}
+    {{ return(sweeps.meta.sweeps_glob | replace("''", "'") if sweeps else '') }}
 {%- endmacro %}
 
 {#- The Legacy Survey cutout URL of a position, from the cutout_url_template var: the one URL builder
