@@ -35,7 +35,7 @@
     case
         {%- for name in allocations | sort %}
         {%- set ns.cumulative = ns.cumulative + allocations[name] %}
-        when {{ sha256_unit_interval("cast(" ~ healpix ~ " as varchar) || '_" ~ seed ~ "'") }} < {{ ns.cumulative }}
+        when {{ sha256_unit_interval("cast(" ~ healpix ~ " as string) || '_" ~ seed ~ "'") }} < {{ ns.cumulative }}
             then '{{ name }}'
         {%- endfor %}
         else 'train'

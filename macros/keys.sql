@@ -28,6 +28,6 @@
         | replace('{size}', var('cutout_size') | string) -%}
     {%- set parts = template.split('{ra}') -%}
     {%- set tail = parts[1].split('{dec}') -%}
-    '{{ parts[0] }}' || cast(round({{ ra }}, 6) as varchar) || '{{ tail[0] }}'
-        || cast(round({{ dec }}, 6) as varchar) || '{{ tail[1] }}'
+    '{{ parts[0] }}' || cast(round({{ ra }}, 6) as string) || '{{ tail[0] }}'
+        || cast(round({{ dec }}, 6) as string) || '{{ tail[1] }}'
 {%- endmacro %}

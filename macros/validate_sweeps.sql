@@ -7,6 +7,10 @@
   `validate_sweep_rows: false` for trusted inputs at full DR10 scale.
 -#}
 {% macro validate_sweeps(sweeps_glob) %}
+    {{ return(adapter.dispatch('validate_sweeps', 'stronglens')(sweeps_glob)) }}
+{% endmacro %}
+
+{% macro default__validate_sweeps(sweeps_glob) %}
   {%- if execute -%}
     {%- set how_to_fix = "Fix or remove the file, or point the `sweeps` var / STRONGLENS_SWEEPS at other files." -%}
     {%- set files = run_query("select count(*) from glob('" ~ sweeps_glob ~ "')") -%}
@@ -127,6 +131,75 @@
             "Sweep row check failed (first " ~ (lines | length) ~ " problems):\n"
             ~ (lines | join("\n")) ~ "\n" ~ how_to_fix) }}
       {%- endif -%}
+    {%- endif -%}
+  {%- endif -%}
+{% endmacro %}
+
+{#- Spark: the row checks (coordinates, key range, duplicate keys naming every file and 1-based row)
+    on the same Parquet files; Spark decodes every page of these columns while it scans them, and
+    a schema mismatch fails the scan naming the file. -#}
+{% macro spark__validate_sweeps(sweeps_glob) %}
+  {%- if execute and var('validate_sweep_rows', true) -%}
+    {%- set rows_sql -%}
+      with
+      sweeps as (
+          select
+              _metadata.file_path as filename,
+              _metadata.row_index + 1 as file_row,
+              release, brickid, objid, ra, dec
+          from parquet.`{{ sweeps_glob }}`
+      ),
+      bad_rows as (
+          select
+              filename,
+              file_row,
+              case
+                  when ra is null or isnan(ra) or ra < 0 or ra > 360
+                      then 'ra: value ' || coalesce(cast(ra as string), 'NULL') || ' is not a valid coordinate'
+                  when dec is null or isnan(dec) or dec < -90 or dec > 90
+                      then 'dec: value ' || coalesce(cast(dec as string), 'NULL') || ' is not a valid coordinate'
+                  else 'release/brickid/objid: key is null or out of range for galaxy_id'
+              end as problem
+          from sweeps
+          where ra is null or isnan(ra) or ra < 0 or ra > 360
+              or dec is null or isnan(dec) or dec < -90 or dec > 90
+              or release is null or brickid is null or objid is null
+              or release < 0 or release > 32767
+              or brickid < 0 or brickid >= 1000000 or objid < 0 or objid >= 1000000
+          limit 10
+      ),
+      duplicated as (
+          select {{ galaxy_id('release', 'brickid', 'objid') }} as galaxy_id
+          from sweeps
+          group by 1
+          having count(*) > 1
+          limit 10
+      ),
+      duplicate_rows as (
+          select
+              sweeps.filename,
+              sweeps.file_row,
+              'release/brickid/objid: key (' || sweeps.release || ', ' || sweeps.brickid || ', '
+                  || sweeps.objid || ') is duplicated' as problem
+          from sweeps
+          inner join duplicated
+              on duplicated.galaxy_id = {{ galaxy_id('sweeps.release', 'sweeps.brickid', 'sweeps.objid') }}
+      )
+      select * from bad_rows
+      union all
+      select * from duplicate_rows
+      order by filename, file_row
+      limit 20
+    {%- endset -%}
+    {%- set problems = run_query(rows_sql) -%}
+    {%- if problems.rows | length > 0 -%}
+      {%- set lines = [] -%}
+      {%- for row in problems.rows -%}
+        {%- do lines.append("  " ~ row[0] ~ " row " ~ row[1] ~ ": " ~ row[2]) -%}
+      {%- endfor -%}
+      {{ exceptions.raise_compiler_error(
+          "Sweep row check failed (first " ~ (lines | length) ~ " problems):\n" ~ (lines | join("\n"))
+          ~ "\nFix or remove the file, or point the `sweeps` var / STRONGLENS_SWEEPS at other files.") }}
     {%- endif -%}
   {%- endif -%}
 {% endmacro %}

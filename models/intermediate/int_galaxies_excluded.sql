@@ -37,7 +37,7 @@ final as (
     select
         r_id as galaxy_id,
         min(sep_arcsec) as nearest_candidate_arcsec,
-        arg_min(l_id, sep_arcsec) as nearest_candidate_id,
+        min_by(l_id, sep_arcsec) as nearest_candidate_id,
         count(*) as n_candidates_within
 
     from pairs

@@ -9,7 +9,7 @@ candidates as (
 
     select
         *,
-        grade || '|' || lpad(cast(catalog_rank as varchar), 4, '0') || '|' || candidate_id as merge_rank
+        grade || '|' || lpad(cast(catalog_rank as string), 4, '0') || '|' || candidate_id as merge_rank
     from {{ ref('int_lens_candidates_unioned') }}
 
 ),
@@ -47,8 +47,8 @@ grouped as (
 
     select
         representatives.group_rank,
-        string_agg(distinct candidates.name, ' | ' order by candidates.name) as merged_names,
-        string_agg(distinct candidates.catalog, ' | ' order by candidates.catalog) as catalogs,
+        {{ string_agg_distinct('candidates.name', ' | ') }} as merged_names,
+        {{ string_agg_distinct('candidates.catalog', ' | ') }} as catalogs,
         count(*) as n_listings
 
     from candidates

@@ -120,7 +120,7 @@ stage1_ranked as (
 stage1 as (
 
     select
-        * exclude (take, class_rank),
+        {{ star_except(['take', 'class_rank']) }},
         stratum as sampled_for_stratum,
         1 as sampling_stage
 
@@ -191,7 +191,7 @@ topup_candidates as (
 stage2 as (
 
     select
-        topup_candidates.* exclude (topup_candidates.topup_rank),
+        {{ star_except(['topup_rank'], 'topup_candidates') }},
         deficit_slices.stratum as sampled_for_stratum,
         2 as sampling_stage
 
@@ -207,7 +207,8 @@ stage2 as (
 final as (
 
     select * from stage1
-    union all by name
+    -- the same columns in the same order (by name is DuckDB-only)
+    union all
     select * from stage2
 
 )

@@ -101,7 +101,7 @@ samples as (
 final as (
 
     select
-        cast(samples.galaxy_id as varchar) as sample_id,
+        cast(samples.galaxy_id as string) as sample_id,
         samples.galaxy_id,
         samples.label,
         samples.is_lens,
@@ -123,7 +123,7 @@ final as (
         {%- endfor %}
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
-        samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as varchar) || '.npz' as path
+        samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as string) || '.npz' as path
 
     from samples
     inner join sweeps on sweeps.galaxy_id = samples.galaxy_id

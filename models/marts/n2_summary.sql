@@ -36,14 +36,14 @@ quota_shares as (
 
     select
         split,
-        avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
+        avg(case when category != 'N1' then 1e0 else 0e0 end) as n2_share_quota_strata
     from negatives
     where quota_met
     group by split
     union all
     select
         'all' as split,
-        avg(case when category != 'N1' then 1.0 else 0.0 end) as n2_share_quota_strata
+        avg(case when category != 'N1' then 1e0 else 0e0 end) as n2_share_quota_strata
     from negatives
     where quota_met
 
@@ -51,7 +51,7 @@ quota_shares as (
 
 categories as (
 
-    select unnest([{{ sql_string_list(var('n2_priority')) }}, 'N1']) as category
+    select category from {{ values_table(var('n2_priority') + ['N1'], 'category', 'category_list') }}
 
 ),
 

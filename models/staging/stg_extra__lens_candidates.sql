@@ -10,11 +10,11 @@ with
     source as (
 
         select
-            cast(null as varchar) as name,
+            cast(null as string) as name,
             cast(null as double) as ra,
             cast(null as double) as dec,
-            cast(null as varchar) as grade,
-            cast(null as varchar) as catalog,
+            cast(null as string) as grade,
+            cast(null as string) as catalog,
             cast(null as bigint) as file_row_number
         where false
 
@@ -24,10 +24,10 @@ source as (
 
     {%- for path in lists %}
     select
-        cast(name as varchar) as name,
+        cast(name as string) as name,
         cast(ra as double) as ra,
         cast(dec as double) as dec,
-        upper(trim(cast({{ candidate_list_grade_column(path) }} as varchar))) as grade,
+        upper(trim(cast({{ candidate_list_grade_column(path) }} as string))) as grade,
         '{{ path }}' as catalog,
         file_row_number
     from {{ candidate_list_reader(path) }}
@@ -40,7 +40,7 @@ source as (
 renamed as (
 
     select
-        catalog || ':' || cast(file_row_number as varchar) as candidate_id,
+        catalog || ':' || cast(file_row_number as string) as candidate_id,
         name,
         ra,
         dec,
