@@ -238,10 +238,15 @@
     {#- everything passed: remember the changed files and the set -#}
     {%- set record_sql -%}
       insert into {{ cache }}
-      {%- for key in changed_keys %}
-      select 'file', '{{ key | replace("'", "''") }}', '{{ changed[loop.index0] | replace("'", "''") }}', current_timestamp
+      {%- if changed_keys %}
+      select 'file', cache_key, file_name, current_timestamp
+      from (values
+          {%- for key in changed_keys %}
+          ('{{ key | replace("'", "''") }}', '{{ changed[loop.index0] | replace("'", "''") }}'){{ "," if not loop.last }}
+          {%- endfor %}
+      ) as passed (cache_key, file_name)
       union all
-      {%- endfor %}
+      {%- endif %}
       select 'set', '{{ set_key }}', null, current_timestamp
     {%- endset -%}
     {%- do run_query(record_sql) -%}
