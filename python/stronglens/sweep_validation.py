@@ -66,7 +66,7 @@ def decode_problem(path: str, columns: list[str]) -> str:
     for group in range(parquet.num_row_groups):
         n_rows = parquet.metadata.row_group(group).num_rows
         try:
-            table = parquet.read_row_group(group, columns=wanted, use_threads=False)
+            table = parquet.read_row_group(group, columns=wanted, use_threads=True)
             if table.num_rows != n_rows:
                 raise ValueError(f"decoded {table.num_rows} rows, the footer says {n_rows}")
         except Exception as error:  # corrupt pages raise many types
