@@ -99,7 +99,7 @@ def _scribble(path: Path, n_bytes: int = 4096) -> None:
 
     def span(name: str) -> tuple[int, int]:
         c = chunks[name]
-        start = c.dictionary_page_offset or c.data_page_offset
+        start = c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset
         return start, start + c.total_compressed_size
 
     needed = set(pa_csv.read_csv(ROOT / "seeds" / "sweep_required_columns.csv")["column_name"].to_pylist())
