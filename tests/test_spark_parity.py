@@ -79,3 +79,32 @@ def test_spark_marts_equal_duckdb(slice_glob: str, tmp_path: Path) -> None:
     log = parity.read_spark_table(tables, "build_log").to_pylist()
     assert [(row["build_id"], row["status"], row["command"]) for row in log] == [(1, "success", "build")]
     assert '"neg_pos_ratio": 100' in log[0]["vars_json"]
+
+
+def test_spark_validation_names_both_files_and_rows_of_a_duplicate(slice_glob: str, tmp_path: Path) -> None:
+    """The Spark sweep validation (spark__validate_sweeps) fails the staging pre-hook naming every
+    file and 1-based row of a duplicated key."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sky = tmp_path / "sky"
+    shutil.copytree(Path(slice_glob).parent, sky)
+    first, second = sorted(sky.glob("*.parquet"))[:2]
+    n_second = pq.ParquetFile(second).metadata.num_rows
+    pq.write_table(pa.concat_tables([pq.read_table(second), pq.read_table(first).slice(6, 1)]), second)
+    env = dict(os.environ, STRONGLENS_HOME=str(tmp_path / "home"), STRONGLENS_SWEEPS=str(sky / "*.parquet"))
+    dbt = str(Path(sys.executable).parent / "dbt")
+    result = subprocess.run(
+        [dbt, "run", "--target", "spark", "--select", "stg_dr10__sweeps"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{first} row 7: release/brickid/objid: key (" in output, output[-4000:]
+    assert f"{second} row {n_second + 1}: release/brickid/objid: key (" in output, output[-4000:]
