@@ -40,6 +40,7 @@ from stronglens import bricks
 from stronglens.cutouts.coadd import CoaddCutter
 from stronglens.cutouts.emulator import CutoutEmulator
 from stronglens.cutouts.http import LegacySurveyClient
+from stronglens.cutouts.settings import CutoutSettings
 
 BRICK_PX = 3600
 PIXSCALE = 0.262
@@ -79,9 +80,10 @@ class CoaddRow:
 
 def http_run(server: CutoutEmulator, concurrency: int, n: int, rate: float | None) -> int:
     """Fetch ``n`` distinct cutouts; fail loudly if any fails (a benchmark of errors measures nothing)."""
-    todo = [(i, 150.0 + i * 1e-3, 2.0) for i in range(n)]
-    with LegacySurveyClient(
-        url_template=server.url_template, concurrency=concurrency, rate_limit_per_s=rate, timeout_s=30.0
+    todo = [(i, server.url_for(150.0 + i * 1e-3, 2.0)) for i in range(n)]
+    settings = CutoutSettings.project_defaults()
+    with LegacySurveyClient.from_settings(
+        settings, concurrency=concurrency, rate_limit_per_s=rate, timeout_s=30.0
     ) as client:
         results = list(client.fetch_many(todo))
     bad = [r for r in results if r.status != "ok"]

@@ -1,7 +1,7 @@
--- Frame of suite `negatives_per_split`: per split, the N2 share of the sampled negatives in the
--- strata that met their N2 quota (no n1_short / n2_short fallback) and the negatives per matched
--- positive over the strata that record no shortfall fallback (shortfall_fallbacks), recomputed from
--- the negatives and positives marts.
+-- Frame of suite `negatives_per_split`: per split, the N2 share of all sampled negatives (every
+-- stratum: a stratum short of N1 must not be filled with N2 unnoticed) and the negatives per
+-- training-eligible positive over the strata that record no shortfall fallback
+-- (shortfall_fallbacks), recomputed from the negatives and positives marts.
 with
 
 strata as (
@@ -11,8 +11,7 @@ strata as (
         list_has_any(
             list_transform(string_split(coalesce(fallback, ''), ';'), lambda t: split_part(t, ':', 1)),
             $shortfall_fallbacks
-        ) as records_shortfall,
-        coalesce(fallback, '') not similar to '.*(n1_short|n2_short).*' as quota_met
+        ) as records_shortfall
     from sampling_strata
 
 ),
@@ -25,7 +24,7 @@ positive_counts as (
         count(*) filter (where not strata.records_shortfall) as n_positives_full
     from positives
     left join strata on strata.stratum = positives.stratum
-    where positives.is_matched
+    where positives.is_training_eligible
     group by positives.split
 
 ),
@@ -35,7 +34,7 @@ negative_counts as (
     select
         negatives.split,
         count(*) as n_negatives,
-        avg(cast(negatives.is_n2 as integer)) filter (where strata.quota_met) as n2_share,
+        avg(cast(negatives.is_n2 as integer)) as n2_share,
         count(*) filter (where not strata.records_shortfall) as n_negatives_full
     from negatives
     left join strata on strata.stratum = negatives.stratum

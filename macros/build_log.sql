@@ -1,21 +1,23 @@
 {#-
-  Build bookkeeping. on-run-start makes sure the append-only log table exists; on-run-end appends
-  one row per `dbt build`/`dbt run` with the vars used (JSON and md5), the git commit and the DuckLake
-  snapshot holding the outputs -- the snapshot `stronglens sql --build N` reads back.
+  Build bookkeeping. on-run-start makes sure the append-only log table (and the check log that
+  `stronglens check` appends to) exist; on-run-end appends one row per `dbt build`/`dbt run` with the
+  vars used (JSON and md5), the git commit and the DuckLake snapshot `stronglens sql --build N`
+  reads back. That snapshot is the one the row's own insert commits (the newest snapshot + 1:
+  DuckLake numbers snapshots consecutively and the build holds the catalog alone), so a reader of
+  the build sees the build's own row; the outputs are all committed before the hook runs.
 -#}
 
 {#- Every var a build depends on; build_runs stores their effective values. -#}
 {% macro recorded_var_names() -%}
     {{ return([
         'sweeps', 'validate_sweep_rows', 'wise_vega_to_ab_w1', 'wise_vega_to_ab_w2',
-        'match_radius_arcsec', 'extra_candidates', 'type_bins', 'fallback_type_bin',
+        'match_radius_arcsec', 'candidate_merge_radius_arcsec', 'name_position_tolerance_arcsec',
+        'extra_candidates', 'type_bins', 'fallback_type_bin',
         'pool_max_mag_z', 'pool_min_nobs', 'pool_excluded_maskbits', 'exclusion_radius_arcsec',
-        'n2_ring_min_sersic', 'n2_ring_min_flux_r', 'n2_edge_on_min_ellipticity', 'n2_edge_on_min_shape_r',
-        'n2_blue_clumpy_max_g_minus_r', 'n2_blue_clumpy_max_mag_r', 'n2_large_galaxy_min_shape_r',
-        'n2_large_galaxy_min_flux_r', 'n2_merger_radius_arcsec', 'n2_merger_min_flux_ratio',
-        'n2_agn_min_w1_minus_w2_vega', 'n2_agn_min_snr', 'n2_priority', 'n2_share_band',
+        'n2_definitions', 'n2_presets',
         'healpix_nside', 'split_seed', 'split_allocations', 'neg_pos_ratio', 'n2_fraction',
-        'sampling_seed', 'nobs_z_bin_edges', 'psfsize_z_bin_edges',
+        'sampling_seed', 'stratify_by', 'nobs_z_bin_edges', 'psfsize_z_bin_edges', 'mag_z_dered_bin_edges',
+        'sampling_topup_max_bin_distance',
         'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
         'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
         'cutout_rate_limit_per_s', 'cutout_max_attempts', 'cutout_backoff_base_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec',
@@ -23,13 +25,17 @@
     ]) }}
 {%- endmacro %}
 
+{#- The vars `stronglens build` validated (vars_schema.yml; $STRONGLENS_VAR_NAMES), else -- a plain
+    `dbt build` -- the list above. -#}
 {% macro build_vars_json() -%}
     {%- set values = {} -%}
-    {%- for name in recorded_var_names() -%}
+    {%- set validated = env_var('STRONGLENS_VAR_NAMES', '') -%}
+    {%- for name in (fromjson(validated) if validated else recorded_var_names()) -%}
         {%- if name == 'sweeps' -%}
             {%- do values.update({name: sweeps_location()}) -%}
         {%- elif name == 'cutout_root' -%}
-            {%- do values.update({name: cutout_root_location()}) -%}
+            {#- null var: the store stronglens.paths resolved and `stronglens` exported. -#}
+            {%- do values.update({name: var(name, none) or env_var('STRONGLENS_CUTOUTS', '') or none}) -%}
         {%- else -%}
             {%- do values.update({name: var(name, none)}) -%}
         {%- endif -%}
@@ -55,6 +61,12 @@
         status varchar,
         n_nodes integer,
         n_failed integer
+    );
+    create table if not exists {{ target.database }}.{{ target.schema }}.build_checks (
+        build_id integer,
+        checked_at timestamp with time zone,
+        success boolean,
+        summary json
     )
 {% endmacro %}
 
@@ -65,7 +77,7 @@
 {% macro default__record_build(results) %}
     {%- if execute and flags.WHICH in ['build', 'run'] -%}
         {%- set failed = results | selectattr('status', 'in', ['error', 'fail', 'runtime error']) | list -%}
-        {%- set vars_json = build_vars_json() | replace("'", "''") -%}
+        {%- set vars_json = sql_string(build_vars_json()) -%}
         {%- set log = target.database ~ '.' ~ target.schema ~ '.build_log' -%}
         insert into {{ log }}
         select
@@ -74,10 +86,10 @@
             '{{ flags.WHICH }}',
             cast('{{ run_started_at }}' as timestamp with time zone),
             current_timestamp,
-            '{{ env_var("STRONGLENS_GIT_COMMIT", "unknown") }}',
-            md5('{{ vars_json }}'),
-            '{{ vars_json }}',
-            (select max(snapshot_id) from {{ target.database }}.snapshots()),
+            {{ sql_string(env_var('STRONGLENS_GIT_COMMIT', 'unknown')) }},
+            md5({{ vars_json }}),
+            {{ vars_json }},
+            (select max(snapshot_id) + 1 from {{ target.database }}.snapshots()),
             '{{ "failed" if failed else "success" }}',
             {{ results | length }},
             {{ failed | length }}

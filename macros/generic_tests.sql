@@ -20,8 +20,3 @@ from {{ model }}
 group by {{ combination | join(', ') }}
 having count(*) > 1
 {% endtest %}
-
-{% test expression_is_true(model, expression) %}
-{#- Fails on rows where the SQL expression is not true. -#}
-select * from {{ model }} where not coalesce(({{ expression }}), false)
-{% endtest %}

@@ -7,19 +7,16 @@
         + cast({{ objid }} as bigint))
 {%- endmacro %}
 
-{#- The sweep files to read: the `sweeps` var, else $STRONGLENS_SWEEPS, else
-    $STRONGLENS_HOME/sweeps/*.parquet (STRONGLENS_HOME defaults to ./warehouse). -#}
+{#- The sweep files a build reads, as the source dr10.sweeps resolves them (its meta.sweeps_glob):
+    one resolution on the dbt side. Empty while parsing (no graph yet). -#}
 {% macro sweeps_location() -%}
-    {{ return(var('sweeps', env_var('STRONGLENS_SWEEPS', env_var('STRONGLENS_HOME', 'warehouse') ~ '/sweeps/*.parquet'))) }}
+    {%- set sweeps = graph.get('sources', {}).get('source.stronglens.dr10.sweeps') -%}
+    {{ return(sweeps.meta.sweeps_glob if sweeps else '') }}
 {%- endmacro %}
 
-{#- Where cutouts are stored: the `cutout_root` var, else $STRONGLENS_CUTOUTS, else
-    $STRONGLENS_HOME/cutouts. -#}
-{% macro cutout_root_location() -%}
-    {{ return(var('cutout_root', none) or env_var('STRONGLENS_CUTOUTS', env_var('STRONGLENS_HOME', 'warehouse') ~ '/cutouts')) }}
-{%- endmacro %}
-
-{#- The Legacy Survey cutout URL of a position, from the cutout_url_template var. -#}
+{#- The Legacy Survey cutout URL of a position, from the cutout_url_template var: the one URL builder
+    (cutout_manifest.cutout_url is what the legacysurvey source requests). RA/Dec with 7 decimals:
+    1e-7 deg = 0.36 mas, far below the 262 mas pixel. -#}
 {% macro cutout_url(ra, dec) -%}
     {%- set template = var('cutout_url_template')
         | replace('{layer}', var('cutout_layer'))
@@ -28,6 +25,6 @@
         | replace('{size}', var('cutout_size') | string) -%}
     {%- set parts = template.split('{ra}') -%}
     {%- set tail = parts[1].split('{dec}') -%}
-    '{{ parts[0] }}' || cast(round({{ ra }}, 6) as string) || '{{ tail[0] }}'
-        || cast(round({{ dec }}, 6) as string) || '{{ tail[1] }}'
+    '{{ parts[0] }}' || printf('%.7f', {{ ra }}) || '{{ tail[0] }}'
+        || printf('%.7f', {{ dec }}) || '{{ tail[1] }}'
 {%- endmacro %}

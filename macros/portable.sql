@@ -77,3 +77,46 @@
 {% macro spark__sweeps_relation(source_relation) -%}
     (select *, _metadata.file_path as filename from parquet.`{{ sweeps_location() }}`)
 {%- endmacro %}
+
+{#- `as materialized (..)` of a CTE that is read more than once: DuckDB then computes it once;
+    Spark has no such hint (its optimiser reuses exchanges), so the CTE is plain there. -#}
+{% macro cte_materialized() -%}
+    {{ return(adapter.dispatch('cte_materialized', 'stronglens')()) }}
+{%- endmacro %}
+
+{% macro default__cte_materialized() -%}
+    materialized
+{%- endmacro %}
+
+{% macro spark__cte_materialized() -%}
+{%- endmacro %}
+
+{#- An integer list literal from SQL expressions: `[..]::integer[]` in DuckDB, `array(..)` cast to
+    array<int> in Spark. -#}
+{% macro int_array(expressions) -%}
+    {{ return(adapter.dispatch('int_array', 'stronglens')(expressions)) }}
+{%- endmacro %}
+
+{% macro default__int_array(expressions) -%}
+    [{{ expressions | join(', ') }}]::integer[]
+{%- endmacro %}
+
+{% macro spark__int_array(expressions) -%}
+    cast(array({{ expressions | join(', ') }}) as array<int>)
+{%- endmacro %}
+
+{#- Sum of |a[i] - b[i]| over two equally long integer lists (`list_sum(list_transform(list_zip(..)))`
+    in DuckDB, `aggregate(zip_with(..))` in Spark); null for empty lists on both engines. -#}
+{% macro abs_diff_sum(a, b) -%}
+    {{ return(adapter.dispatch('abs_diff_sum', 'stronglens')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__abs_diff_sum(a, b) -%}
+    list_sum(list_transform(list_zip({{ a }}, {{ b }}), x -> abs(x[1] - x[2])))
+{%- endmacro %}
+
+{% macro spark__abs_diff_sum(a, b) -%}
+    case when size({{ a }}) > 0 then
+        aggregate(zip_with({{ a }}, {{ b }}, (x, y) -> abs(x - y)), 0, (total, step) -> total + step)
+    end
+{%- endmacro %}

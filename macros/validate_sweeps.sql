@@ -15,7 +15,7 @@
 {% macro default__validate_sweeps(sweeps_glob) %}
   {%- if execute -%}
     {%- set how_to_fix = "Fix or remove the file, or point the `sweeps` var / STRONGLENS_SWEEPS at other files." -%}
-    {%- set files = run_query("select count(*) from glob('" ~ sweeps_glob ~ "')") -%}
+    {%- set files = run_query("select count(*) from glob(" ~ sql_string(sweeps_glob) ~ ")") -%}
     {%- if files.rows[0][0] == 0 -%}
       {{ exceptions.raise_compiler_error(
           "No sweep files match '" ~ sweeps_glob ~ "'. Generate the embedded sky with "
@@ -27,7 +27,7 @@
       with
       file_schema as (
           select file_name, lower(name) as column_name, duckdb_type
-          from parquet_schema('{{ sweeps_glob }}')
+          from parquet_schema({{ sql_string(sweeps_glob) }})
       ),
       files as (select distinct file_name from file_schema),
       required as (select column_name, accepted_types from {{ ref('sweep_required_columns') }}),
@@ -85,7 +85,7 @@
       with
       listing as (
           select file, file || '|' || stronglens_sweep_fingerprint(file) || '|{{ version }}' as cache_key
-          from glob('{{ sweeps_glob }}')
+          from glob({{ sql_string(sweeps_glob) }})
       )
       select listing.file, listing.cache_key, cached.cache_key is not null as is_cached
       from listing
@@ -200,7 +200,7 @@
         with
         duplicated as (
             select {{ galaxy_id('release', 'brickid', 'objid') }} as key
-            from read_parquet('{{ sweeps_glob }}')
+            from read_parquet({{ sql_string(sweeps_glob) }})
             {%- if only_changed %}
             where {{ galaxy_id('release', 'brickid', 'objid') }} in (
                 select {{ galaxy_id('release', 'brickid', 'objid') }} from read_parquet({{ changed_list }})
@@ -211,7 +211,7 @@
             limit 10
         )
         select release, brickid, objid, filename, file_row_number + 1 as file_row
-        from read_parquet('{{ sweeps_glob }}', filename = true, file_row_number = true)
+        from read_parquet({{ sql_string(sweeps_glob) }}, filename = true, file_row_number = true)
         where {{ galaxy_id('release', 'brickid', 'objid') }} in (select key from duplicated)
         order by release, brickid, objid, filename, file_row
       {%- endset -%}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +56,32 @@ def lake(home: Path, snapshot_id: int | None = None) -> Iterator[duckdb.DuckDBPy
             os.environ.pop(paths.HOME_ENV, None)
         else:
             os.environ[paths.HOME_ENV] = old
+
+
+def dbt_show(
+    home: Path, sql: str, env: dict[str, str] | None = None, dbt_vars: dict | None = None
+) -> list[dict]:
+    """Rows of ``dbt show --inline sql`` run plainly (no stronglens CLI) from the project root, with
+    the warehouse in ``home``; ``sql`` may use the project's macros and vars."""
+    dbt = Path(sys.executable).with_name("dbt")
+    full_env = dict(
+        os.environ, **(env or {}), STRONGLENS_HOME=str(home), DBT_TARGET_PATH=str(home / "target")
+    )
+    flags = ["--output", "json", "--log-format", "json", "--limit", "1000", "--profiles-dir", "."]
+    if dbt_vars:
+        flags += ["--vars", json.dumps(dbt_vars)]
+    out = subprocess.run(
+        [str(dbt), "show", "--inline", sql, *flags],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    for line in out.stdout.splitlines():
+        data = json.loads(line).get("data", {})
+        if "preview" in data:
+            preview = data["preview"]
+            return json.loads(preview) if isinstance(preview, str) else preview
+    raise AssertionError(f"no preview in dbt show output:\n{out.stdout[-3000:]}")

@@ -69,3 +69,60 @@ def test_rerun_refetches_only_missing_or_broken(cutout_home: Path, sweeps_glob: 
     assert (after.attempts[changed] == before.attempts[changed] + 1).all()
     for path in [*removed, corrupted]:
         read_cutout(path)
+
+
+def test_store_is_keyed_by_content_never_by_split(cutout_home: Path) -> None:
+    """One file per sample under a folder named by the render parameters' hash; the split is only
+    a column (files under split folders let a loader mix train and test)."""
+    rows = _frame(
+        cutout_home,
+        "select c.path, c.sample_id, m.split from cutouts c join cutout_manifest m using (sample_id)",
+    )
+    relative = [Path(p).relative_to(cutout_home / "cutouts") for p in rows.path]
+    assert [r.name for r in relative] == [f"{s}.npz" for s in rows.sample_id]
+    assert len({r.parent for r in relative}) == 1 and len(relative[0].parts) == 2
+    assert not {"train", "val", "test"} & {part for r in relative for part in r.parts}
+
+
+def test_retention_keeps_newest_and_served_builds() -> None:
+    from stronglens.retention import _retained
+    from stronglens.warehouse import Build
+
+    builds = [
+        Build(i, 10 * i, "", "", "success", c) for i, c in enumerate(["passed", "failed", "unchecked"], 1)
+    ]
+    kept, served = _retained(builds, keep=1)
+    assert served is not None and served.build_id == 1
+    assert [b.build_id for b in kept] == [1, 3]  # the served build is never dropped
+    with pytest.raises(ValueError, match="at least 1"):
+        _retained(builds, keep=0)
+
+
+def test_gc_removes_what_no_retained_build_references(
+    cutout_home: Path, sweeps_glob: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build with other render parameters writes a disjoint set of files; `gc --keep 1` keeps
+    exactly the newest build's files, expires the other snapshots and deletes their Parquet."""
+    from stronglens.retention import collect
+    from stronglens.warehouse import WarehouseError, resolve_snapshot
+
+    old_paths = set(_frame(cutout_home, "select path from cutouts").path)
+    other = json.dumps({"cutout_max_positives": 2, "cutout_seed": 7})
+    build_or_fail(cutout_home, sweeps_glob, "--select", "cutout_manifest", "cutouts", "--vars", other)
+    new = _frame(cutout_home, "select path from cutouts")
+    assert not old_paths & set(new.path)
+    monkeypatch.setenv("STRONGLENS_HOME", str(cutout_home))
+    dry = collect(keep=1, dry_run=True)
+    assert dry.cutout_files_removed == len(old_paths) and all(Path(p).exists() for p in old_paths)
+    report = collect(keep=1)
+    print("\n" + report.format())
+    assert report.kept == [max(report.kept + report.dropped)] and report.referenced == {
+        report.kept[0]: len(new)
+    }
+    assert report.cutout_files_removed == len(old_paths) and report.cutout_bytes_removed > 0
+    assert not any(Path(p).exists() for p in old_paths)
+    assert all(Path(p).exists() for p in new.path)
+    assert report.snapshots_expired > 0 and report.lake_bytes_removed > 0
+    assert len(_frame(cutout_home, "select * from cutouts")) == len(new)  # the kept build reads
+    with pytest.raises(WarehouseError, match="removed by `stronglens gc`"):
+        resolve_snapshot(report.dropped[0])

@@ -23,11 +23,20 @@ from astropy.wcs import WCS
 
 from stronglens import bricks
 from stronglens.cutouts.coadd import CoaddCutter
+from stronglens.cutouts.settings import CutoutSettings
 
 PIXSCALE = 0.262
 BIG = 301  # big-image side (px); its TAN centre is the brick corner at pixel (150, 150)
 MARGIN = 8  # px of neighbouring sky each brick file holds beyond the sky it owns
 BAND_OFFSET = {"g": 10.0, "r": 20.0, "z": 30.0}
+
+#: The project's cutout settings (dbt_project.yml): size 101, 0.262"/px, bands grz.
+SETTINGS = CutoutSettings.project_defaults()
+
+
+def cutter_for(root: str, **options: Any) -> CoaddCutter:
+    """A cutter over ``root`` with the project's geometry unless ``options`` say otherwise."""
+    return CoaddCutter.from_settings(SETTINGS, root=root, **options)
 
 
 def tan_wcs(ra: float, dec: float, crpix: tuple[float, float], pixscale: float) -> WCS:
@@ -119,7 +128,7 @@ def centres(seed: int) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("decompress", ["section", "full"])
 def test_cutout_across_brick_corner_equals_slicing_the_big_image(big_sky: BigSky, decompress: str) -> None:
     assert len(big_sky.bricks) >= 3  # the window really spans several bricks
-    with CoaddCutter(str(big_sky.root), decompress=decompress) as cutter:  # type: ignore[arg-type]
+    with cutter_for(str(big_sky.root), decompress=decompress) as cutter:  # type: ignore[arg-type]
         for xc, yc in centres(seed=len(big_sky.bricks)):
             got = cutter.cutout(*big_sky.sky_of(xc, yc))
             assert got.dtype == np.float32 and got.shape == (101, 101, 3)
@@ -128,7 +137,7 @@ def test_cutout_across_brick_corner_equals_slicing_the_big_image(big_sky: BigSky
 
 def test_band_order_follows_the_bands_parameter_and_tiny_cache_changes_nothing(big_sky: BigSky) -> None:
     xc, yc = 140, 163
-    with CoaddCutter(str(big_sky.root), bands="zg", cache_images=1) as cutter:
+    with cutter_for(str(big_sky.root), bands="zg", cache_images=1) as cutter:
         got = cutter.cutout(*big_sky.sky_of(xc, yc))
     np.testing.assert_array_equal(got, big_sky.reference(xc, yc, bands="zg"))
     # channel identity, independently of the reference: the band offsets are 30 (z) and 10 (g)
@@ -148,7 +157,7 @@ def test_a_missing_band_file_leaves_nan_only_where_that_brick_owns_the_sky(
     gone = str(bricks.brick_name(bricks.brick_id(*sky))[0])  # owns the cutout centre
     brick_file(root, gone, "z").unlink()
     ref = big_sky.reference(150, 150)
-    with CoaddCutter(str(root), min_finite_fraction=0.99) as cutter:
+    with cutter_for(str(root), min_finite_fraction=0.99) as cutter:
         image, names, missing = cutter.cutout_with_provenance(*sky)
         (result,) = cutter.cut_many([("a", *sky)])
     assert gone in names and missing == [cutter.image_uri(gone, "z")]
@@ -171,7 +180,7 @@ def test_a_band_header_that_contradicts_the_file_name_fails_that_cutout(
     data, header = fits.getdata(path, ext=1), fits.getheader(path, ext=1)
     path.unlink()
     write_brick(root, wrong, "r", data, WCS(header), band_key="g")
-    with CoaddCutter(str(root)) as cutter:
+    with cutter_for(str(root)) as cutter:
         todo = [("a", *sky), ("b", float("nan"), 0.0), ("c", None, 1.0), ("d", "x", 1.0), ("e", 1.0, 90.5)]
         results = {r.sample_id: r for r in cutter.cut_many(todo)}
     assert results["a"].status == "failed"
@@ -194,13 +203,13 @@ def test_bands_of_one_brick_may_have_different_pixel_grids(big_sky: BigSky, tmp_
     wcs.wcs.crpix = [wcs.wcs.crpix[0] + 3, wcs.wcs.crpix[1] + 2]
     path.unlink()
     write_brick(root, brick, "z", np.pad(data, ((2, 0), (3, 0)), constant_values=-99.0), wcs)
-    with CoaddCutter(str(root)) as cutter:
+    with cutter_for(str(root)) as cutter:
         np.testing.assert_array_equal(cutter.cutout(*sky), big_sky.reference(150, 150))
 
 
 def test_cut_many_returns_every_request_once(big_sky: BigSky) -> None:
     todo = [(f"s{i}", *big_sky.sky_of(xc, yc)) for i, (xc, yc) in enumerate(centres(seed=3)[:12])]
-    with CoaddCutter(str(big_sky.root), min_finite_fraction=0.5, batch_size=5) as cutter:
+    with cutter_for(str(big_sky.root), min_finite_fraction=0.5, batch_size=5) as cutter:
         results = list(cutter.cut_many(todo))
     assert sorted(r.sample_id for r in results) == sorted(t[0] for t in todo)
     for r in results:
@@ -247,7 +256,7 @@ def test_bricks_with_their_own_tan_centres_reproduce_the_sky(
         (float(np.mod(rng.uniform(-0.04, 0.04), 360.0)), float(rng.uniform(0.09, 0.16))) for _ in range(8)
     ]
     xx, yy = pixel_grid(COARSE_SIZE)
-    with CoaddCutter(str(own_centre_bricks), size=COARSE_SIZE, pixscale=COARSE, method=method) as cutter:  # type: ignore[arg-type]
+    with cutter_for(str(own_centre_bricks), size=COARSE_SIZE, pixscale=COARSE, method=method) as cutter:  # type: ignore[arg-type]
         for ra, dec in spots:
             got = cutter.cutout(ra, dec)
             c = (COARSE_SIZE + 1) / 2
@@ -262,5 +271,5 @@ def test_s3_root_gives_the_same_cutouts(big_sky: BigSky, s3_bucket: str, s3_clie
     for path in big_sky.root.rglob("*.fits.fz"):
         s3_client.upload_file(str(path), s3_bucket, f"dr10/south/{path.relative_to(big_sky.root)}")
     sky = big_sky.sky_of(170, 131)
-    with CoaddCutter(f"s3://{s3_bucket}/dr10/south/") as cutter:
+    with cutter_for(f"s3://{s3_bucket}/dr10/south/") as cutter:
         np.testing.assert_array_equal(cutter.cutout(*sky), big_sky.reference(170, 131))

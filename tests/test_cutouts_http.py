@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -27,6 +27,7 @@ from stronglens.cutouts.http import (
     parse_cutout_fits,
     parse_retry_after,
 )
+from stronglens.cutouts.settings import CutoutSettings
 
 # Small timings keep the suite fast while keeping every delay well separated from the others.  Only
 # the fault test uses the short timeout: a busy 2-core machine can stall a clean answer for ~0.3 s.
@@ -35,9 +36,24 @@ RELAXED_TIMEOUT_S = 10.0
 BACKOFF_S = 0.005
 
 
+#: The project's cutout settings (dbt_project.yml): size 101, bands grz.
+SETTINGS = CutoutSettings.project_defaults()
+
+
+def parse(body: bytes, **options: object) -> np.ndarray:
+    """parse_cutout_fits with the project's size and bands unless ``options`` say otherwise."""
+    return parse_cutout_fits(body, **{"bands": SETTINGS.bands, "size": SETTINGS.size, **options})  # type: ignore[arg-type]
+
+
+def urls(
+    server: em.CutoutEmulator, items: Iterable[tuple[object, float, float]]
+) -> Iterator[tuple[object, str]]:
+    """``(sample_id, ra, dec)`` -> ``(sample_id, url)`` requests on the emulator (lazily)."""
+    return ((sid, server.url_for(ra, dec)) for sid, ra, dec in items)
+
+
 def client_for(server: em.CutoutEmulator, **overrides: object) -> LegacySurveyClient:
     options: dict[str, object] = dict(
-        url_template=server.url_template,
         concurrency=4,
         rate_limit_per_s=None,
         timeout_s=RELAXED_TIMEOUT_S,
@@ -48,7 +64,7 @@ def client_for(server: em.CutoutEmulator, **overrides: object) -> LegacySurveyCl
         seed=7,
     )
     options.update(overrides)
-    return LegacySurveyClient(**options)  # type: ignore[arg-type]
+    return LegacySurveyClient.from_settings(SETTINGS, **options)
 
 
 def positions(n: int, seed: int) -> list[tuple[int, float, float]]:
@@ -76,7 +92,7 @@ def assert_matches_render(result: FetchResult, ra: float, dec: float, bands: str
 def test_normal_answers_are_complete_exact_and_reuse_connections() -> None:
     wanted = positions(40, seed=1)
     with em.CutoutEmulator(latency_s=0.005) as server, client_for(server, concurrency=4) as client:
-        results = by_id(list(client.fetch_many(iter(wanted))))
+        results = by_id(list(client.fetch_many(urls(server, wanted))))
         assert server.request_count == len(wanted)
         # Keep-alive through the pooled session: never more TCP connections than worker threads.
         assert len(server.connections) <= 4
@@ -85,7 +101,7 @@ def test_normal_answers_are_complete_exact_and_reuse_connections() -> None:
         r = results[sample_id]
         assert_matches_render(r, ra, dec)
         assert r.attempts == 1 and r.reason is None and r.bytes > 3 * 101 * 101 * 4
-        assert r.url == client.url_for(ra, dec)
+        assert r.url == server.url_for(ra, dec)
         assert datetime.fromisoformat(r.fetched_at).tzinfo is not None
 
 
@@ -127,7 +143,7 @@ def test_every_fault_gets_the_right_status_and_nothing_is_lost() -> None:
         em.CutoutEmulator(faults_by_position=script) as server,
         client_for(server, timeout_s=TIMEOUT_S) as client,
     ):
-        results = by_id(list(client.fetch_many(wanted)))
+        results = by_id(list(client.fetch_many(urls(server, wanted))))
         counts = {sid: server.requests_for(ra, dec) for sid, ra, dec in wanted}
     assert set(results) == {w[0] for w in wanted}
     for i, (sample_id, ra, dec) in enumerate(wanted):
@@ -155,7 +171,7 @@ def test_retry_after_seconds_is_honoured() -> None:
     (sid, ra, dec), *_ = positions(1, seed=3)
     with em.CutoutEmulator(faults_by_position={(ra, dec): [em.HttpError(429, retry_after="1")]}) as server:
         with client_for(server) as client:
-            (result,) = client.fetch_many([(sid, ra, dec)])
+            (result,) = client.fetch_many(urls(server, [(sid, ra, dec)]))
         first, second = (t for t, _ in server.arrivals)
     assert result.status == "ok" and result.attempts == 2
     assert second - first >= 1.0
@@ -221,7 +237,7 @@ def test_global_rate_limit_holds_across_threads() -> None:
     wanted = positions(n, seed=4)
     with em.CutoutEmulator() as server, client_for(server, concurrency=8, rate_limit_per_s=rate) as client:
         start = time.monotonic()
-        results = list(client.fetch_many(wanted))
+        results = list(client.fetch_many(urls(server, wanted)))
         elapsed = time.monotonic() - start
         arrivals = np.array(sorted(t for t, _ in server.arrivals))
     assert all(r.status == "ok" for r in results) and len(results) == n
@@ -241,7 +257,7 @@ def test_fetch_many_reads_ahead_boundedly_and_stops_when_closed() -> None:
             yield item
 
     with em.CutoutEmulator(latency_s=0.01) as server, client_for(server, concurrency=3) as client:
-        stream = client.fetch_many(endless())
+        stream = client.fetch_many(urls(server, endless()))
         first = [next(stream) for _ in range(4)]
         stream.close()
         served = server.request_count
@@ -249,42 +265,49 @@ def test_fetch_many_reads_ahead_boundedly_and_stops_when_closed() -> None:
     assert pulled[0] <= 4 + 2 * 3 and served <= pulled[0]
 
 
-def test_invalid_coordinates_and_unexpected_errors_are_results_not_exceptions() -> None:
+def test_invalid_urls_and_unexpected_errors_are_results_not_exceptions() -> None:
     class Exploding(requests.Session):
         def get(self, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
             raise RuntimeError("boom")
 
-    client = LegacySurveyClient(url_template="http://127.0.0.1:9/{ra}/{dec}", session=Exploding(), seed=0)
-    bad = [("nan", math.nan, 0.0), ("ra360", 360.0, 0.0), ("dec", 1.0, 91.0), ("none", None, 1.0)]
-    results = by_id(list(client.fetch_many([*bad, ("boom", 10.0, 10.0)])))
-    for sid, *_ in bad:
+    client = LegacySurveyClient.from_settings(SETTINGS, session=Exploding(), seed=0)
+    bad = [
+        ("none", None),
+        ("empty", ""),
+        ("ftp", "ftp://127.0.0.1:9/x"),
+        ("relative", "viewer/fits-cutout?ra=1"),
+    ]
+    results = by_id(list(client.fetch_many([*bad, ("boom", "http://127.0.0.1:9/viewer/fits-cutout?ra=1")])))
+    for sid, _ in bad:
         assert results[sid].status == "failed" and results[sid].attempts == 0
-        assert "invalid coordinates" in (results[sid].reason or "")
+        assert "invalid URL" in (results[sid].reason or "")
     assert results["boom"].status == "failed" and "RuntimeError: boom" in (results["boom"].reason or "")
-    with pytest.raises(ValueError, match="url_template"):
-        LegacySurveyClient(url_template="http://x/?ra={ra}&foo={foo}")
 
 
 def test_backoff_is_full_jitter_below_the_exponential_ceiling() -> None:
-    client = LegacySurveyClient(backoff_base_s=0.5, backoff_cap_s=3.0, seed=11)
+    client = LegacySurveyClient.from_settings(SETTINGS, backoff_base_s=0.5, backoff_cap_s=3.0, seed=11)
     draws = np.array([[client.backoff_s(k) for k in range(1, 7)] for _ in range(2000)])
     ceilings = np.minimum(3.0, 0.5 * 2.0 ** np.arange(6))
     assert np.all(draws >= 0) and np.all(draws <= ceilings)
     np.testing.assert_allclose(draws.mean(axis=0), ceilings / 2, rtol=0.08)  # uniform on [0, ceiling]
-    again = LegacySurveyClient(backoff_base_s=0.5, backoff_cap_s=3.0, seed=11)
+    again = LegacySurveyClient.from_settings(SETTINGS, backoff_base_s=0.5, backoff_cap_s=3.0, seed=11)
     assert [again.backoff_s(k) for k in range(1, 7)] == draws[0].tolist()
 
 
+# The files are truncated and bit-flipped on purpose: astropy warns about each one before the
+# parser raises the validation error this test asserts, so its warnings are expected noise here.
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
 def test_parse_rejects_every_truncation_and_garbage_with_a_validation_error() -> None:
     body = em.cutout_fits_bytes(150.0, 2.0, "grz", 101, 0.262)
-    np.testing.assert_array_equal(parse_cutout_fits(body), em.render_cutout(150.0, 2.0))
+    np.testing.assert_array_equal(parse(body), em.render_cutout(150.0, 2.0))
     data_end = 2880 + 3 * 101 * 101 * 4  # one header block, then the cube; the rest is FITS padding
     rng = np.random.default_rng(0)
     for cut in [*rng.integers(0, data_end, 40).tolist(), 0, 2879, 2880, 5760, data_end - 1]:
         with pytest.raises(CutoutValidationError):
-            parse_cutout_fits(body[:cut])
+            parse(body[:cut])
     for cut in (data_end, len(body) - 1):  # only padding missing: every pixel is there
-        np.testing.assert_array_equal(parse_cutout_fits(body[:cut]), em.render_cutout(150.0, 2.0))
+        np.testing.assert_array_equal(parse(body[:cut]), em.render_cutout(150.0, 2.0))
     for _ in range(40):
         noisy = bytearray(body)
         where = rng.integers(0, 2880, 8)  # corrupt the header
@@ -292,12 +315,12 @@ def test_parse_rejects_every_truncation_and_garbage_with_a_validation_error() ->
         for w in where[1:]:
             noisy[w] = int(rng.integers(0, 256))
         try:
-            out = parse_cutout_fits(bytes(noisy))
+            out = parse(bytes(noisy))
         except CutoutValidationError:
             continue
         assert out.shape == (101, 101, 3) and out.dtype == np.float32
     with pytest.raises(CutoutValidationError, match="not FITS"):
-        parse_cutout_fits(rng.bytes(5000))
+        parse(rng.bytes(5000))
 
 
 def fits_body(cube: np.ndarray, **keys: object) -> bytes:
@@ -311,28 +334,26 @@ def fits_body(cube: np.ndarray, **keys: object) -> bytes:
 
 def test_parse_header_rules() -> None:
     cube = np.stack([np.full((101, 101), v, np.float32) for v in (1.0, 2.0, 3.0)])
-    out = parse_cutout_fits(fits_body(cube, BANDS="z r g"))  # separators tolerated
+    out = parse(fits_body(cube, BANDS="z r g"))  # separators tolerated
     np.testing.assert_array_equal(out[0, 0], [3.0, 2.0, 1.0])
-    np.testing.assert_array_equal(
-        parse_cutout_fits(fits_body(cube, BANDS="zrg"), bands="rz")[0, 0], [2.0, 1.0]
-    )
+    np.testing.assert_array_equal(parse(fits_body(cube, BANDS="zrg"), bands="rz")[0, 0], [2.0, 1.0])
     with pytest.raises(CutoutValidationError, match="disagrees"):
-        parse_cutout_fits(fits_body(cube, BANDS="grz", BAND0="z", BAND1="r", BAND2="g"))
+        parse(fits_body(cube, BANDS="grz", BAND0="z", BAND1="r", BAND2="g"))
     with pytest.raises(CutoutValidationError, match="lacks BAND2"):
-        parse_cutout_fits(fits_body(cube, BAND0="g", BAND1="r"))
+        parse(fits_body(cube, BAND0="g", BAND1="r"))
     with pytest.raises(CutoutValidationError, match="distinct"):
-        parse_cutout_fits(fits_body(cube, BANDS="ggz"))
+        parse(fits_body(cube, BANDS="ggz"))
     with pytest.raises(CutoutValidationError, match="BITPIX=-64"):
-        parse_cutout_fits(fits_body(cube.astype(np.float64), BANDS="grz"))
+        parse(fits_body(cube.astype(np.float64), BANDS="grz"))
     with pytest.raises(CutoutValidationError, match="shape"):
-        parse_cutout_fits(fits_body(cube[0], BANDS="g"))
+        parse(fits_body(cube[0], BANDS="g"))
     with pytest.raises(CutoutValidationError, match="shape"):
-        parse_cutout_fits(fits_body(cube, BANDS="grz"), size=64)
+        parse(fits_body(cube, BANDS="grz"), size=64)
     inf = cube.copy()
     inf[2, :20] = np.inf
     with pytest.raises(CutoutValidationError, match=r"z=0\.802"):
-        parse_cutout_fits(fits_body(inf, BANDS="grz"), min_finite_fraction=0.9)
-    assert parse_cutout_fits(fits_body(inf, BANDS="grz"), min_finite_fraction=0.8).shape == (101, 101, 3)
+        parse(fits_body(inf, BANDS="grz"), min_finite_fraction=0.9)
+    assert parse(fits_body(inf, BANDS="grz"), min_finite_fraction=0.8).shape == (101, 101, 3)
 
 
 def test_emulator_stops_itself_after_its_lifetime() -> None:

@@ -69,7 +69,7 @@ def test_round_trip_matches_the_established_format(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i in range(12):
         cutout, meta = random_cutout(rng), random_meta(rng, i)
-        uri = store.cutout_path(str(tmp_path), split="train", label="positive", galaxy_id=meta.galaxy_id)
+        uri = store.cutout_path(str(tmp_path), params_key="k0", sample_id=meta.galaxy_id)
         written = store.write_cutout(uri, cutout, meta)
         raw = Path(uri).read_bytes()
         assert written.path == uri and written.bytes == len(raw)
@@ -85,17 +85,17 @@ def test_round_trip_matches_the_established_format(tmp_path: Path) -> None:
         back, back_meta = store.read_cutout(uri)
         np.testing.assert_array_equal(back, cutout)
         assert back_meta == meta
-    names = os.listdir(tmp_path / "train" / "positive")
+    names = os.listdir(tmp_path / "k0")
     assert len(names) == 12 and all(n.endswith(".npz") and not n.startswith(".") for n in names)
 
 
 def test_round_trip_on_s3(s3_bucket: str, s3_client: Any) -> None:
     rng = np.random.default_rng(1)
     cutout, meta = random_cutout(rng), random_meta(rng, 1)
-    uri = store.cutout_path(f"s3://{s3_bucket}/cutouts/", split="val", label="N2_ring", galaxy_id="g1")
-    assert uri == f"s3://{s3_bucket}/cutouts/val/N2_ring/g1.npz"
+    uri = store.cutout_path(f"s3://{s3_bucket}/cutouts/", params_key="k0", sample_id="g1")
+    assert uri == f"s3://{s3_bucket}/cutouts/k0/g1.npz"
     written = store.write_cutout(uri, cutout, meta)
-    body = s3_client.get_object(Bucket=s3_bucket, Key="cutouts/val/N2_ring/g1.npz")["Body"].read()
+    body = s3_client.get_object(Bucket=s3_bucket, Key="cutouts/k0/g1.npz")["Body"].read()
     assert written.sha256 == hashlib.sha256(body).hexdigest() and written.bytes == len(body)
     back, back_meta = store.read_cutout(uri)
     np.testing.assert_array_equal(back, cutout)
@@ -106,9 +106,9 @@ def test_paths_refuse_names_that_escape_their_folder(tmp_path: Path) -> None:
     assert store.cutout_path("/r", "{label}/{galaxy_id}.npz", label="N1", galaxy_id=42) == "/r/N1/42.npz"
     for bad in ("", ".", "..", "a/b", "..\\x", "nul\x00", "tab\tname"):
         with pytest.raises(ValueError, match="plain file name"):
-            store.cutout_path(str(tmp_path), split="train", label="N1", galaxy_id=bad)
-    with pytest.raises(ValueError, match="needs field 'split'"):
-        store.cutout_path(str(tmp_path), label="N1", galaxy_id="x")
+            store.cutout_path(str(tmp_path), params_key="k0", sample_id=bad)
+    with pytest.raises(ValueError, match="needs field 'params_key'"):
+        store.cutout_path(str(tmp_path), sample_id="x")
 
 
 def test_writer_refuses_arrays_outside_the_format(tmp_path: Path) -> None:
@@ -165,16 +165,13 @@ def test_plan_refetch_finds_missing_invalid_and_changed_files(tmp_path: Path) ->
     rng = np.random.default_rng(4)
     n = 40
     ids = [f"s{i}" for i in range(n)]
-    paths = [
-        store.cutout_path(str(tmp_path), split=["train", "val"][i % 2], label="N1", galaxy_id=g)
-        for i, g in enumerate(ids)
-    ]
+    paths = [store.cutout_path(str(tmp_path), params_key="k0", sample_id=g) for g in ids]
     written = {}
     for i in range(0, n, 2):  # even: written, odd: never written
         written[paths[i]] = store.write_cutout(paths[i], random_cutout(rng), random_meta(rng, i)).sha256
     Path(paths[2]).write_bytes(b"")  # killed before any byte
     Path(paths[4]).write_bytes(Path(paths[4]).read_bytes()[:100])  # corrupted later
-    Path(paths[5]).parent.mkdir(parents=True)
+    Path(paths[5]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths[5]).parent.joinpath(f".{Path(paths[5]).name}.part").write_bytes(b"partial")  # killed mid-write
     store.write_cutout(paths[6], random_cutout(rng), random_meta(rng, 6))  # valid, but not what was recorded
     expected_exists = {ids[i]: "missing" for i in range(1, n, 2)} | {ids[2]: "empty file"}
@@ -199,7 +196,7 @@ def test_plan_refetch_on_s3(s3_bucket: str) -> None:
     rng = np.random.default_rng(5)
     root = f"s3://{s3_bucket}/cut"
     ids = [f"g{i}" for i in range(6)]
-    paths = [store.cutout_path(root, split="test", label="positive", galaxy_id=g) for g in ids]
+    paths = [store.cutout_path(root, params_key="k0", sample_id=g) for g in ids]
     for p in paths[:3]:
         store.write_cutout(p, random_cutout(rng), random_meta(rng, 0))
     plan = store.plan_refetch(ids, paths)
@@ -214,7 +211,7 @@ WRITER = textwrap.dedent(
     rng = np.random.default_rng(0)
     meta = store.CutoutMeta("x", 1.0, 2.0, "SER", 3, 1.1, 5.0, "u", "2025-01-01T00:00:00+00:00")
     for i in range(n):
-        store.write_cutout(store.cutout_path(root, "{galaxy_id}.npz", galaxy_id=f"c{i:05d}"),
+        store.write_cutout(store.cutout_path(root, "{sample_id}.npz", sample_id=f"c{i:05d}"),
                            rng.normal(size=(101, 101, 3)).astype(np.float32), meta)
         print(i, flush=True)
     """
@@ -248,7 +245,7 @@ def test_plan_refetch_resolves_relative_paths_against_the_working_directory(
 ) -> None:
     rng = np.random.default_rng(6)
     monkeypatch.chdir(tmp_path)
-    rel = [store.cutout_path("cutouts", split="train", label="N1", galaxy_id=g) for g in ("a", "b")]
+    rel = [store.cutout_path("cutouts", params_key="k0", sample_id=g) for g in ("a", "b")]
     store.write_cutout(rel[0], random_cutout(rng), random_meta(rng, 0))
     plan = store.plan_refetch(["a", "b"], rel)
     assert plan.to_pylist() == [{"sample_id": "b", "path": rel[1], "reason": "missing"}]

@@ -23,7 +23,7 @@ from stronglens.synth import generate_sky
 from tests.pipeline import ROOT
 
 PACKAGE = "stronglens"
-EXPOSURES = {"cutouts", "cnn_training", "selection_function"}
+EXPOSURES = {"cutouts", "cnn_training", "selection_function", "quality_gate"}
 OWNER = "stronglens team"
 #: One sparse tile is enough: the build is --empty, the sky only has to satisfy the sweep checks.
 TILE = "sweep-010m025-015m020"
@@ -82,6 +82,20 @@ def test_every_model_and_seed_is_described(manifest: dict[str, Any]) -> None:
     )
     assert len([n for n in nodes.values() if n["resource_type"] == "model"]) >= 20
     assert missing == [], f"add a description to: {missing}"
+
+
+def test_every_model_has_a_primary_key_test(manifest: dict[str, Any]) -> None:
+    """Every model has a key test: ``unique`` on a column or ``unique_combination`` of columns."""
+    nodes = _ours(manifest["nodes"])
+    keyed = {
+        parent
+        for n in nodes.values()
+        if n["resource_type"] == "test"
+        and (n.get("test_metadata") or {}).get("name") in ("unique", "unique_combination")
+        for parent in n["depends_on"]["nodes"]
+    }
+    models = {uid for uid, n in nodes.items() if n["resource_type"] == "model"}
+    assert sorted(models - keyed) == [], "add a unique / unique_combination test to these models"
 
 
 def test_every_column_is_documented(manifest: dict[str, Any], catalog: dict[str, Any]) -> None:
@@ -192,6 +206,37 @@ def test_exposures_declare_the_consumers(manifest: dict[str, Any]) -> None:
         assert exposure["owner"]["name"] == OWNER and exposure["description"].strip()
         parents = {n.split(".")[-1] for n in exposure["depends_on"]["nodes"]}
         assert parents >= {"negatives", "positives"}, exposure["name"]
+
+
+def _relations_read(sql: str) -> set[str]:
+    """Tables a frame reads: names after FROM / JOIN that are not its own CTEs or functions."""
+    sql = re.sub(r"--[^\n]*", "", sql)
+    ctes = set(re.findall(r"^\s*(\w+)\s+as\s*\(", sql, re.IGNORECASE | re.MULTILINE))
+    names = re.findall(r"\b(?:from|join)\s+(\w+)\b(?!\s*\()", sql, re.IGNORECASE)
+    return {n.lower() for n in names} - {c.lower() for c in ctes}
+
+
+def test_quality_gate_reads_only_what_it_declares(manifest: dict[str, Any]) -> None:
+    """The gate's frames (expectations/*.sql) read marts, plus exactly the intermediates its
+    exposure declares, so dbt's lineage shows every model the gate depends on."""
+    gate = next(e for e in _ours(manifest["exposures"]).values() if e["name"] == "quality_gate")
+    declared = {uid.split(".")[-1] for uid in gate["depends_on"]["nodes"]}
+    nodes = _ours(manifest["nodes"])
+    layer = {
+        n["name"]: n["original_file_path"].split("/")[1]
+        for n in nodes.values()
+        if n["resource_type"] == "model"
+    }
+    read = set().union(
+        *(_relations_read(f.read_text()) for f in sorted((ROOT / "expectations").glob("*.sql")))
+    )
+    assert read <= set(layer), f"frames read relations that are not models: {sorted(read - set(layer))}"
+    undeclared = sorted(n for n in read if layer[n] != "marts" and n not in declared)
+    assert undeclared == [], (
+        f"declare these in the quality_gate exposure (models/exposures.yml): {undeclared}"
+    )
+    stale = sorted(n for n in declared if layer[n] != "marts" and n not in read)
+    assert stale == [], f"the quality_gate exposure declares models no frame reads: {stale}"
 
 
 def test_docs_site_is_complete_and_offline(site: Path) -> None:

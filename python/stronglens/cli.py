@@ -6,8 +6,10 @@ import argparse
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,8 +48,7 @@ def _build_environment(sweeps: str | None) -> dict[str, str]:
     home = paths.warehouse_home()
     home.mkdir(parents=True, exist_ok=True)
     return {
-        paths.HOME_ENV: str(home),
-        paths.SWEEPS_ENV: sweeps or paths.sweeps_glob(),
+        **paths.dbt_environment(sweeps),
         "STRONGLENS_GIT_COMMIT": _git_commit(root),
         # dbt artifacts (manifest, run results, logs) belong to the warehouse they describe, and
         # builds of different warehouses never race on one target/ folder.
@@ -56,20 +57,56 @@ def _build_environment(sweeps: str | None) -> dict[str, str]:
     }
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """In the dbt child before exec: ask Linux to SIGKILL it when its parent dies, even by SIGKILL
+    (which no handler can forward), so a killed build never leaves dbt holding the catalog."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_dbt(command: str, dbt_args: Sequence[str], sweeps: str | None = None) -> int:
     """Run a dbt command against this project and profile in a child process; return its exit code.
 
-    A child process, not dbt's in-process runner: dbt keeps the DuckLake catalog attached until the
-    process ends, which would block the quality check that follows a build.
+    A child process, not dbt's in-process runner: dbt keeps global state and its DuckDB
+    connection for the life of the process.  The child is tied to this process: SIGTERM, SIGINT
+    and SIGHUP are forwarded to it (dbt then stops and its DuckDB/DuckLake transactions roll back),
+    and on Linux it is killed if this process dies by SIGKILL.  A later build recovers: the catalog
+    commits atomically, so an interrupted build leaves only its unreferenced Parquet files.
     """
     from stronglens.extensions import install_extensions
+    from stronglens.varschema import VAR_NAMES_ENV, parse_cli_vars, resolve_vars
+    from stronglens.warehouse import prepare_catalog
 
+    resolved = resolve_vars(parse_cli_vars(dbt_args))  # before any work: one error lists every problem
     install_extensions()
+    prepare_catalog()
     env = dict(os.environ, **_build_environment(sweeps))
+    env[VAR_NAMES_ENV] = json.dumps(sorted(resolved))
     root = paths.project_root()
     dbt = Path(sys.executable).with_name("dbt")
     args = [str(dbt), command, "--project-dir", str(root), "--profiles-dir", str(root), *dbt_args]
-    return subprocess.run(args, env=env, check=False).returncode
+    parent = os.getpid()
+    preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
+    child = subprocess.Popen(args, env=env, preexec_fn=preexec)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in forwarded} if in_main_thread else {}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child.poll() is None:  # an exception in this process: never leave dbt behind
+            child.kill()
+            child.wait()
 
 
 def _synth_summary(report: SynthReport) -> str:
@@ -134,6 +171,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_check(None)
     print(report.format())
+    if report.success:
+        from stronglens.summary import build_summary
+
+        print(build_summary(report.build_id))
     return 0 if report.success else 1
 
 
@@ -147,10 +188,11 @@ def _print_frame(frame, fmt: str) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from stronglens.warehouse import connect_lake, resolve_snapshot
+    from stronglens.warehouse import connect_lake, expose_checks, resolve_snapshot
 
     con = connect_lake(resolve_snapshot(args.build))
     try:
+        expose_checks(con)
         frame = con.execute(args.query).df()
     finally:
         con.close()
@@ -179,9 +221,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run the quality suites on a build; exit 1 when it fails (it is then never served as current)."""
     from stronglens.quality import run_check
 
-    report = run_check(args.build)
+    report = run_check(args.build, accept_custom_vars=args.accept_custom_vars)
     print(report.format())
     return 0 if report.success else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Keep the newest --keep builds (and the served one); remove cutouts, snapshots and reports
+    no retained build needs."""
+    from stronglens.retention import collect
+
+    print(collect(args.keep, dry_run=args.dry_run).format())
+    return 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -215,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tiles", nargs="+", help="tile names (sweep-000m010-005m005) or RAMIN,RAMAX,DECMIN,DECMAX"
     )
-    p.add_argument("--candidates", help="lens-candidate CSV to place counterparts for (default: the seed)")
+    p.add_argument(
+        "--candidates",
+        action="append",
+        help="lens-candidate CSV to place counterparts for (repeat for several lists: the seed plus "
+        "your extra_candidates lists; columns ra/dec in any case, or ra_deg/dec_deg; default: the seed)",
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser(
@@ -271,7 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
         "record the outcome in build_checks. Only a passed build is served as current.",
     )
     p.add_argument("--build", type=int, help="build to check (default: the newest build)")
+    p.add_argument(
+        "--accept-custom-vars",
+        action="store_true",
+        help="serve a build made with non-default target vars if its suites pass (recorded in "
+        "build_checks); bands are always judged with the project defaults",
+    )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "gc",
+        help="remove cutouts, lake snapshots and reports that no retained build needs",
+        description="Keep the newest --keep builds and always the served (current) one; remove the "
+        "cutout files no retained build's `cutouts` table references, expire every other DuckLake "
+        "snapshot and delete its Parquet files, and drop the cutout reports of other builds. "
+        "Dropped builds stay listed in `stronglens builds` but can no longer be read.",
+    )
+    p.add_argument("--keep", type=int, default=3, help="newest builds to keep (default 3; at least 1)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser(
         "docs",

@@ -1,10 +1,20 @@
-"""dbt-duckdb plugin: registers the sweep-validation functions on every connection dbt opens.
+"""dbt-duckdb plugin: what every DuckDB connection dbt opens needs from the Python package.
 
-profiles.yml lists it under `plugins`, so the validation macro can call
-``stronglens_sweep_fingerprint(path)`` and ``stronglens_decode_sweep(path, columns)`` in SQL
-(see :mod:`stronglens.sweep_validation` for why they are Python). Both take Arrow batches of paths
-and work on the files of a batch in parallel threads (pyarrow releases the GIL while it reads and
-decodes), one call per batch of files, never per row of a file.
+``profiles.yml`` names it under ``plugins:`` (``module: stronglens.dbt_plugin``). On every connection
+:meth:`Plugin.configure_connection` (run after the extensions load and before the DuckLake catalog is
+attached, so an ``s3://`` data path is readable):
+
+1. creates the S3 secret of :mod:`stronglens.storage`. Why here rather than a ``secrets:`` block in
+   ``profiles.yml``: the S3 settings (credentials, session token, region, endpoint, URL style, SSL)
+   are derived from the ``AWS_*`` environment in one place,
+   :func:`stronglens.storage.s3_settings_from_env`, for pyarrow, DuckDB and dbt alike. A second
+   derivation in Jinja had already drifted (it dropped ``AWS_SESSION_TOKEN``, so temporary
+   credentials worked in Python but not in dbt).
+2. registers the sweep-validation functions ``stronglens_sweep_fingerprint(path)`` and
+   ``stronglens_decode_sweep(path, columns)`` that the validation macro calls (see
+   :mod:`stronglens.sweep_validation` for why they are Python). Both take Arrow batches of paths and
+   work on the files of a batch in parallel threads (pyarrow releases the GIL while it reads and
+   decodes), one call per batch of files, never per row of a file.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
 from stronglens import sweep_validation
+from stronglens.storage import duckdb_secret_sql, s3_settings_from_env
 
 
 def _parallel(function: Callable[..., str], *columns: pa.Array) -> pa.Array:
@@ -40,9 +51,11 @@ def _decodes(paths: pa.Array, columns: pa.Array) -> pa.Array:
 
 
 class Plugin(BasePlugin):
-    """Adds the two scalar functions."""
+    """Creates the S3 secret and adds the two sweep-validation scalar functions."""
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        """Create the S3 secret (errors name the ``AWS_*`` variable), then the functions."""
+        conn.execute(duckdb_secret_sql(s3_settings_from_env()))
         conn.create_function(
             "stronglens_sweep_fingerprint",
             _fingerprints,

@@ -1,4 +1,4 @@
-"""Install the DuckDB extensions the warehouse needs (httpfs, ducklake) from their PyPI wheels.
+"""Install the DuckDB extensions the warehouse needs from their PyPI wheels.
 
 The DuckDB extension repository is unreachable offline, but the ``duckdb-ext-*`` wheels ship the
 binaries.  Installing them into DuckDB's *own* extension directory (``~/.duckdb/extensions``) means
@@ -13,8 +13,11 @@ from pathlib import Path
 import duckdb
 import duckdb_ext
 
-#: Extensions the profile loads: httpfs for s3:// reads and writes, ducklake for versioned outputs.
-REQUIRED_EXTENSIONS: tuple[str, ...] = ("httpfs", "ducklake")
+from stronglens.sqltext import literal
+
+#: Extensions the profile loads: httpfs for s3:// reads and writes, ducklake for versioned outputs,
+#: sqlite_scanner / postgres_scanner for the DuckLake catalog (a SQLite file, or PostgreSQL for teams).
+REQUIRED_EXTENSIONS: tuple[str, ...] = ("httpfs", "ducklake", "sqlite_scanner", "postgres_scanner")
 
 
 def bundled_extension_path(name: str) -> Path:
@@ -42,7 +45,7 @@ def install_extensions(names: tuple[str, ...] = REQUIRED_EXTENSIONS) -> list[str
         done = []
         for name in names:
             if name not in installed:
-                con.execute(f"INSTALL '{bundled_extension_path(name)}'")
+                con.execute(f"INSTALL {literal(bundled_extension_path(name))}")
                 done.append(name)
         return done
     finally:

@@ -668,22 +668,43 @@ def _piece_key(bid: np.ndarray, ira: np.ndarray, idec: np.ndarray) -> np.ndarray
     )
 
 
-def _read_candidates(path: str) -> pd.DataFrame:
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"candidates_csv {path!r} not found: pass candidates_csv=None to skip lens counterparts"
-        )
-    df = pd.read_csv(path, dtype={"zlens": str})
-    missing = {"ra_deg", "dec_deg", "zlens"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)} (expected the lenscat seed layout)")
-    bad = ~(np.isfinite(df["ra_deg"]) & np.isfinite(df["dec_deg"]) & (df["dec_deg"].abs() <= 90))
-    if bad.any():
-        raise ValueError(f"{path}: rows {np.flatnonzero(bad)[:5].tolist()} have invalid ra_deg/dec_deg")
-    return df
+#: Accepted spellings of the candidate-list columns, matched case-insensitively (published tables
+#: write RA/DEC, ra/dec or lenscat's ra_deg/dec_deg); zlens is optional (missing = drawn).
+_CANDIDATE_COLUMNS = {"ra_deg": ("ra_deg", "ra", "ra [deg]"), "dec_deg": ("dec_deg", "dec", "dec [deg]")}
 
 
-def _build_counterparts(path: str, seed: int, model: SkyModel, fp: _FootprintIndex) -> _Counterparts:
+def _read_candidates(path: str | Sequence[str]) -> pd.DataFrame:
+    """Every candidate list in the seed's layout (ra_deg, dec_deg, zlens), concatenated in order,
+    so that the generator places a counterpart for every positive list it is given (extra lists
+    the warehouse reads through the var ``extra_candidates`` match on this sky only so)."""
+    frames = []
+    for one in [path] if isinstance(path, str) else path:
+        if not os.path.exists(one):
+            raise FileNotFoundError(
+                f"candidates_csv {one!r} not found: pass candidates_csv=None to skip lens counterparts"
+            )
+        df = pd.read_csv(one, dtype={"zlens": str})
+        by_lower = {str(c).lower(): c for c in df.columns}
+        renames = {}
+        for want, aliases in _CANDIDATE_COLUMNS.items():
+            hit = next((by_lower[a] for a in aliases if a in by_lower), None)
+            if hit is None:
+                raise ValueError(f"{one}: missing columns ['{want}'] (any of {list(aliases)}, any case)")
+            renames[hit] = want
+        df = df.rename(columns=renames)
+        if "zlens" not in df.columns:
+            df["zlens"] = None
+        df = df[["ra_deg", "dec_deg", "zlens"]]
+        bad = ~(np.isfinite(df["ra_deg"]) & np.isfinite(df["dec_deg"]) & (df["dec_deg"].abs() <= 90))
+        if bad.any():
+            raise ValueError(f"{one}: rows {np.flatnonzero(bad)[:5].tolist()} have invalid ra_deg/dec_deg")
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _build_counterparts(
+    path: str | Sequence[str], seed: int, model: SkyModel, fp: _FootprintIndex
+) -> _Counterparts:
     """One lens-galaxy row per candidate in the footprint (see :class:`SkyModel` counterpart fields)."""
     df = _read_candidates(path)
     n = len(df)
@@ -742,7 +763,7 @@ class _Context:
         mag_limit: float,
         model: SkyModel,
         footprint: Footprint,
-        candidates_csv: str | None,
+        candidates_csv: str | Sequence[str] | None,
     ) -> None:
         self.seed = seed
         self.density = density
@@ -1660,7 +1681,7 @@ def generate_sky(
     seed: int = 42,
     tiles: list[str] | None = None,
     mag_limit: float = DEFAULT_MAG_LIMIT,
-    candidates_csv: str | None = DEFAULT_CANDIDATES_CSV,
+    candidates_csv: str | Sequence[str] | None = DEFAULT_CANDIDATES_CSV,
     row_group_rows: int = 500_000,
     progress: bool = True,
     *,

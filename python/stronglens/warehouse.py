@@ -11,15 +11,22 @@ served as current; any build stays readable by its id.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
 from stronglens import paths
+from stronglens.sqltext import literal
 from stronglens.storage import connect_duckdb
 
 LAKE_ALIAS = "lake"
-#: Written by ``stronglens check`` (stronglens.quality): build_id, checked_at, success, summary.
+#: The newest snapshot, attached next to a pinned one so build_checks stays readable.
+LATEST_ALIAS = "lake_latest"
+#: Written by ``stronglens check`` (:func:`record_check`): build_id, checked_at, success, summary.
 CHECKS_TABLE = "build_checks"
 
 
@@ -40,30 +47,103 @@ class Build:
     check: str
 
 
-def _attach_sql(snapshot_id: int | None) -> str:
-    catalog = paths.catalog_path()
-    if not catalog.exists():
-        raise WarehouseError(
-            f"No warehouse at {catalog.parent} (no {catalog.name}). Build one with `stronglens build` "
-            f"(or `make run`), or point STRONGLENS_HOME at an existing warehouse."
+def legacy_catalog_message() -> str | None:
+    """Why this warehouse cannot be opened if it still has a DuckDB-file catalog, else None."""
+    legacy = paths.legacy_catalog_path()
+    if paths.postgres_catalog() is None and legacy.exists() and not paths.catalog_path().exists():
+        return (
+            f"{legacy} is a DuckDB-file DuckLake catalog (one process at a time: reads failed during "
+            f"builds). This version keeps the catalog in {paths.catalog_path().name} (SQLite, readers "
+            "work during builds) and does not convert old catalogs. Rebuild: move the old warehouse "
+            f"aside (mv {legacy.parent} {legacy.parent}.old) and run `stronglens run` (or `stronglens "
+            "build`); read the old builds with the previous stronglens version if you still need them."
         )
-    options = ["READ_ONLY"]
+    return None
+
+
+def prepare_catalog() -> None:
+    """Make sure a build can write the catalog: the SQLite file exists in WAL mode.
+
+    WAL is what lets readers hold the catalog open while the build commits (in the default rollback
+    journal a reader's open transaction makes the writer's commit fail with "database is locked").
+    The mode persists in the file, so setting it once before DuckLake creates its tables suffices.
+    A PostgreSQL catalog needs nothing here (PostgreSQL serves concurrent readers itself).
+    """
+    message = legacy_catalog_message()
+    if message:
+        raise WarehouseError(message)
+    if paths.postgres_catalog() is not None:
+        return
+    catalog = paths.catalog_path()
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(catalog)) as db:
+        mode = db.execute("pragma journal_mode=wal").fetchone()[0]
+    if mode != "wal":
+        raise WarehouseError(f"Cannot switch the catalog {catalog} to WAL mode (got {mode!r}).")
+
+
+def attach_lake(
+    con: duckdb.DuckDBPyConnection,
+    snapshot_id: int | None = None,
+    read_only: bool = True,
+    alias: str = LAKE_ALIAS,
+) -> None:
+    """Attach this warehouse's DuckLake as ``lake`` on ``con`` (read-only, at a snapshot if given).
+
+    ``OVERRIDE_DATA_PATH``: the data folder is always this warehouse's own, whatever path the
+    catalog was created with -- so a copied or moved warehouse reads its own files (the catalog
+    stores them relative to the data path).
+    """
+    message = legacy_catalog_message()
+    if message:
+        raise WarehouseError(message)
+    if paths.postgres_catalog() is None and not paths.catalog_path().exists():
+        raise WarehouseError(
+            f"No warehouse at {paths.warehouse_home()} (no {paths.CATALOG_FILENAME}). Build one with "
+            "`stronglens build` (or `make run`), or point STRONGLENS_HOME at an existing warehouse."
+        )
+    options = [f"DATA_PATH {literal(paths.lake_data_path())}", "OVERRIDE_DATA_PATH true"]
+    if read_only:
+        options.append("READ_ONLY")
     if snapshot_id is not None:
         options.append(f"SNAPSHOT_VERSION {int(snapshot_id)}")
-    return f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({', '.join(options)})"
+    con.execute("LOAD ducklake")
+    con.execute("LOAD postgres_scanner" if paths.postgres_catalog() else "LOAD sqlite_scanner")
+    target = literal("ducklake:" + paths.catalog_target())
+    try:
+        con.execute(f"ATTACH {target} AS {alias} ({', '.join(options)})")
+    except duckdb.Error as exc:
+        raise WarehouseError(f"Cannot open the warehouse catalog {paths.catalog_label()}: {exc}") from exc
 
 
-def connect_lake(snapshot_id: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect_lake(snapshot_id: int | None = None, alias: str = LAKE_ALIAS) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake attached read-only (at a snapshot if given) and in use."""
     con = connect_duckdb()
-    con.execute("LOAD ducklake")
     try:
-        con.execute(_attach_sql(snapshot_id))
-    except duckdb.Error as exc:
+        attach_lake(con, snapshot_id, alias=alias)
+    except Exception:
         con.close()
-        raise WarehouseError(f"Cannot open the warehouse catalog {paths.catalog_path()}: {exc}") from exc
-    con.execute(f"USE {LAKE_ALIAS}")
+        raise
+    con.execute(f"USE {alias}")
     return con
+
+
+def expose_checks(con: duckdb.DuckDBPyConnection) -> None:
+    """Make ``build_checks`` readable on a connection pinned to a build's snapshot.
+
+    A build is served only after its check, so the check rows live in snapshots *after* the served
+    one: a temporary view over the newest snapshot (attached read-only as ``lake_latest``) shows
+    every check of every build, whichever build the connection reads.
+    """
+    attach_lake(con, alias=LATEST_ALIAS)
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_catalog = ? and table_name = ?",
+        [LATEST_ALIAS, CHECKS_TABLE],
+    ).fetchone()[0]
+    if exists:
+        con.execute(
+            f"create or replace temp view {CHECKS_TABLE} as select * from {LATEST_ALIAS}.main.{CHECKS_TABLE}"
+        )
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -124,4 +204,62 @@ def resolve_snapshot(build_id: int | None) -> int:
         raise WarehouseError(
             f"No build {build_id} in this warehouse (builds: {known}). See `stronglens builds`."
         )
-    return by_id[build_id].snapshot_id
+    snapshot = by_id[build_id].snapshot_id
+    con = connect_lake()
+    try:
+        live = con.execute(f"select count(*) from {LAKE_ALIAS}.snapshots() where snapshot_id = ?", [snapshot])
+        expired = live.fetchone()[0] == 0
+    finally:
+        con.close()
+    if expired:
+        raise WarehouseError(
+            f"Build {build_id} was removed by `stronglens gc` (its snapshot {snapshot} expired); "
+            "see `stronglens builds` for the builds that can still be read."
+        )
+    return snapshot
+
+
+def build_record(build_id: int | None) -> tuple[int, int, str, dict[str, Any]]:
+    """(build_id, snapshot_id, status, vars) of ``build_id`` from ``build_runs``, default the newest."""
+    con = connect_lake()
+    try:
+        rows = con.execute(
+            "select build_id, snapshot_id, status, vars_json from build_runs order by build_id"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"Cannot read build_runs ({exc}): build the warehouse with `stronglens build`."
+        ) from exc
+    finally:
+        con.close()
+    if not rows:
+        raise WarehouseError("No builds recorded yet: run `stronglens build` first.")
+    chosen = rows[-1] if build_id is None else next((r for r in rows if r[0] == build_id), None)
+    if chosen is None:
+        known = ", ".join(str(r[0]) for r in rows)
+        raise WarehouseError(
+            f"No build {build_id} in this warehouse (builds: {known}). See `stronglens builds`."
+        )
+    return int(chosen[0]), int(chosen[1]), str(chosen[2]), json.loads(chosen[3])
+
+
+def record_check(build_id: int, checked_at: str, success: bool, summary_json: str) -> None:
+    """Append one quality check to the lake table ``build_checks`` (a new DuckLake snapshot)."""
+    con = connect_duckdb()
+    try:
+        attach_lake(con, read_only=False)
+        con.execute(
+            f"create table if not exists {LAKE_ALIAS}.main.{CHECKS_TABLE} "
+            "(build_id integer, checked_at timestamp with time zone, success boolean, summary json)"
+        )
+        con.execute(
+            f"insert into {LAKE_ALIAS}.main.{CHECKS_TABLE} "
+            "values (?, cast(? as timestamp with time zone), ?, ?)",
+            [build_id, checked_at, success, summary_json],
+        )
+    except duckdb.Error as exc:
+        raise WarehouseError(
+            f"Cannot record the check in {paths.catalog_label()} ({exc}). Is a build running? Retry after it."
+        ) from exc
+    finally:
+        con.close()

@@ -29,6 +29,7 @@ filtered as (
         sersic,
         ellipticity,
         w1_minus_w2_vega,
+        mag_w2_dered - {{ var('wise_vega_to_ab_w2') }} as mag_w2_vega,
         snr_w1,
         snr_w2,
         nobs_z,

@@ -1,8 +1,11 @@
--- merger_proxy: pool galaxies with another DR10 galaxy (any non-point-source type) within
--- n2_merger_radius_arcsec whose z-band flux is comparable (fainter / brighter >=
--- n2_merger_min_flux_ratio). A self-crossmatch with the zones macro.
+-- merger_proxy: pool galaxies with another DR10 galaxy (any non-point-source type) within the
+-- active N2 preset's merger_proxy radius_arcsec whose z-band flux is comparable (fainter / brighter
+-- >= its min_flux_ratio). A self-crossmatch with the zones macro; empty when the preset does not
+-- use merger_proxy.
 
-{%- set ratio = var('n2_merger_min_flux_ratio') %}
+{%- set preset = n2_preset() %}
+{%- set merger = preset.get('merger_proxy', {'radius_arcsec': 1.0, 'min_flux_ratio': 1.0}) %}
+{%- set ratio = merger['min_flux_ratio'] %}
 
 with
 
@@ -35,7 +38,7 @@ neighbours as (
 pairs as (
 
     {{ zones_pairs('galaxies', 'neighbours', 'galaxy_id', 'galaxy_id',
-                   var('n2_merger_radius_arcsec'), exclude_self=true) }}
+                   merger['radius_arcsec'], exclude_self=true) }}
 
 ),
 
@@ -53,6 +56,7 @@ comparable as (
     inner join neighbours on neighbours.galaxy_id = pairs.r_id
     where least(galaxies.flux_z, neighbours.flux_z)
         >= {{ ratio }} * greatest(galaxies.flux_z, neighbours.flux_z)
+        and {{ 'true' if 'merger_proxy' in preset['priority'] else 'false' }}
 
 ),
 

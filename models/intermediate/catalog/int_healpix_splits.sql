@@ -12,9 +12,7 @@ pool_pixels as (
 
 positive_pixels as (
 
-    select distinct
-        {{ healpix_nest('coalesce(dr10_ra, ra)', 'coalesce(dr10_dec, dec)', var('healpix_nside')) }} as healpix
-    from {{ ref('int_lens_candidates_matched') }}
+    select distinct healpix from {{ ref('int_lens_candidates_matched') }}
 
 ),
 

@@ -29,11 +29,15 @@ final as (
         candidates.name,
         candidates.ra,
         candidates.dec,
+        candidates.name_ra,
+        candidates.name_dec,
+        candidates.name_offset_arcsec,
         candidates.grade as tier,
         candidates.catalogs,
         candidates.n_listings,
         nearest.galaxy_id is not null as is_matched,
         nearest.sep_arcsec,
+        nearest.matched_position,
         sweeps.galaxy_id,
         sweeps.release,
         sweeps.brickid,
@@ -48,7 +52,12 @@ final as (
         sweeps.r_minus_z,
         sweeps.shape_r,
         sweeps.nobs_z,
-        sweeps.psfsize_z
+        sweeps.psfsize_z,
+        -- The one HEALPix pixel of a positive (int_healpix_splits and int_positives_stratified read
+        -- it): the DR10 counterpart's position when matched (the cutout is centred there), else
+        -- the candidate's.
+        {{ healpix_nest('coalesce(sweeps.ra, candidates.ra)', 'coalesce(sweeps.dec, candidates.dec)',
+                        var('healpix_nside')) }} as healpix
 
     from candidates
     left join nearest on nearest.candidate_id = candidates.candidate_id

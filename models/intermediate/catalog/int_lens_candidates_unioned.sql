@@ -9,6 +9,8 @@ lenscat as (
         name,
         ra,
         dec,
+        name_ra,
+        name_dec,
         grade,
         catalog,
         0 as catalog_rank
@@ -23,13 +25,15 @@ extra as (
         name,
         ra,
         dec,
+        name_ra,
+        name_dec,
         grade,
         catalog,
         {%- set lists = var('extra_candidates', []) %}
         {%- if lists %}
         case catalog
             {%- for path in lists %}
-            when '{{ path }}' then {{ loop.index }}
+            when {{ sql_string(path) }} then {{ loop.index }}
             {%- endfor %}
         end
         {%- else %}

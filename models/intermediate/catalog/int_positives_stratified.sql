@@ -1,6 +1,10 @@
--- Positives with their HEALPix pixel, split and sampling stratum. The pixel comes from the DR10
--- counterpart's position when matched (the cutout is centred there), else the candidate's.
--- A counterpart whose TYPE is outside type_bins is stratified under fallback_type_bin.
+-- Positives with their split and sampling stratum, by the HEALPix pixel int_lens_candidates_matched
+-- computed (the DR10 counterpart's position when matched, else the candidate's).
+-- Every matched positive gets a type bin and a stratum. One whose counterpart TYPE is outside
+-- type_bins is not training-eligible (exclusion_reason 'type_not_in_type_bins:<TYPE>'; no
+-- negatives are sampled for it) unless fallback_type_bin names a bin to stratify it under.
+
+{%- set fallback = var('fallback_type_bin', none) %}
 
 with
 
@@ -20,29 +24,50 @@ located as (
 
     select
         *,
-        {{ healpix_nest('coalesce(dr10_ra, ra)', 'coalesce(dr10_dec, dec)', var('healpix_nside')) }} as healpix,
-        case
-            when type in ({{ sql_string_list(var('type_bins')) }}) then type
-            when is_matched then '{{ var("fallback_type_bin") }}'
-        end as type_bin,
         is_matched and type not in ({{ sql_string_list(var('type_bins')) }}) as type_outside_bins
 
     from matched
 
 ),
 
+binned as (
+
+    select
+        *,
+        case
+            when not is_matched then null
+            when not type_outside_bins then type
+            {%- if fallback is not none %}
+                else '{{ fallback }}'
+            {%- else %}
+                else type
+            {%- endif %}
+        end as type_bin,
+        case
+            when not is_matched then 'no_dr10_counterpart'
+            {%- if fallback is none %}
+                when type_outside_bins then 'type_not_in_type_bins:' || type
+            {%- endif %}
+        end as exclusion_reason
+
+    from located
+
+),
+
 final as (
 
     select
-        located.*,
+        binned.*,
+        binned.exclusion_reason is null as is_training_eligible,
         splits.split,
         case
-            when located.is_matched
-                then {{ stratum_key('splits.split', 'located.type_bin', 'located.nobs_z', 'located.psfsize_z') }}
-        end as stratum
+            when binned.is_matched
+                then {{ stratum_key('splits.split', 'binned.type_bin', 'binned') }}
+        end as stratum,
+        case when binned.is_matched then {{ stratum_bin_indices('binned') }} end as bin_indices
 
-    from located
-    inner join splits on splits.healpix = located.healpix
+    from binned
+    inner join splits on splits.healpix = binned.healpix
 
 )
 

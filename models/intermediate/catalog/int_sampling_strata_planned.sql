@@ -1,11 +1,13 @@
 -- The sampling plan: for every stratum holding matched positives, how many negatives are wanted
--- (neg_pos_ratio x positives), how many the pool has (N1 and N2), and how many to take from each
--- class so that N2 makes up n2_fraction of the stratum. A class that runs short is filled from the
--- other class (fallback 'n2_short' / 'n1_short'); a stratum that runs short overall is topped up from
--- its split x type bin in int_negatives_sampled (fallback 'short_stratum').
--- `threshold` bounds the sampling hash so that only ~take rows per class are ever ranked: the
--- pool is never sorted. It keeps take + 5 sqrt(take) + 20 rows on average (a shortfall is
--- detected and repaired downstream, so the result never depends on it).
+-- (neg_pos_ratio x training-eligible positives), how many the pool has (N1 and N2), and how many to
+-- take from each class. N2 takes at most its quota (n2_fraction of the wanted count) and never
+-- more: where the pool lacks N2, N1 fills the gap (recorded 'n2_short'); where it lacks N1, the
+-- stratum is topped up with N1 from neighbouring bins of the same split and type in
+-- int_negatives_sampled (n1_deficit), and what is still missing is a recorded shortfall.
+-- Strata of positives that are not training-eligible (e.g. PSF counterparts) are listed with
+-- n_wanted = 0 so that sampling_strata shows them.
+-- `threshold` (in int_negatives_sampled) bounds the sampling hash so that only ~take rows per class
+-- are ever ranked: the pool is never sorted.
 
 with
 
@@ -31,9 +33,12 @@ wanted as (
         stratum,
         any_value(split) as split,
         any_value(type_bin) as type_bin,
-        count(*) as n_positives,
-        count(*) filter (where type_outside_bins) as n_positives_type_fallback,
-        count(*) * {{ var('neg_pos_ratio') }} as n_wanted
+        any_value(bin_indices) as bin_indices,
+        count(*) filter (where is_training_eligible) as n_positives,
+        count(*) filter (where is_training_eligible and type_outside_bins) as n_positives_type_fallback,
+        count(*) filter (where not is_training_eligible) as n_positives_excluded,
+        string_agg(distinct exclusion_reason, ',' order by exclusion_reason) as exclusion_reasons,
+        count(*) filter (where is_training_eligible) * {{ var('neg_pos_ratio') }} as n_wanted
 
     from positives
     group by stratum
@@ -65,12 +70,12 @@ quotas as (
 
 ),
 
-first_pass as (
+takes as (
 
     select
         *,
-        least(n2_quota, n_available_n2) as n2_first,
-        least(n_wanted - least(n2_quota, n_available_n2), n_available_n1) as n1_take
+        least(n2_quota, n_available_n2) as n2_take,
+        n_wanted - least(n2_quota, n_available_n2) as n1_quota
 
     from quotas
 
@@ -82,17 +87,20 @@ final as (
         stratum,
         split,
         type_bin,
+        bin_indices,
         n_positives,
         n_positives_type_fallback,
+        n_positives_excluded,
+        exclusion_reasons,
         n_wanted,
         n_available_n1,
         n_available_n2,
         n2_quota,
-        n1_take,
-        -- N2 fills what N1 could not provide (never more than the pool has).
-        least(n_available_n2, n_wanted - n1_take) as n2_take
+        n2_take,
+        least(n1_quota, n_available_n1) as n1_take,
+        n1_quota - least(n1_quota, n_available_n1) as n1_deficit
 
-    from first_pass
+    from takes
 
 )
 

@@ -11,7 +11,7 @@ centres as (
         galaxy_id,
         ra,
         dec
-    from {{ ref('cutout_manifest') }}
+    from {{ ref('int_cutout_samples_selected') }}
 
 ),
 

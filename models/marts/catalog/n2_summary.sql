@@ -1,82 +1,98 @@
--- N2 hard-confuser mix of the sampled negatives: count and share per category (N1 included), per
--- split and over all splits. Every category in n2_priority appears, with 0 if dead, so a category
--- that stopped firing is visible at a glance.
--- Two N2 shares per split: n2_share_of_split over all negatives, and n2_share_quota_strata over
--- the strata whose pool could honour the n2_fraction quota. They differ where a stratum ran out of
--- N1 galaxies and was filled with N2 ones (fallback n1_short in sampling_strata) -- e.g. DEV strata,
--- where ring_proxy flags most bright DEV galaxies. n2_share_in_band checks the quota strata against
--- n2_share_band, which is what the sampler controls; the overall share is reported beside it.
-
-{%- set band = var('n2_share_band') %}
+-- The N2 hard-confuser mix, per split and over all splits ('all'), one row per category of the
+-- active preset's priority plus N1: how common the category is in the negative pool (its own flag,
+-- categories overlap) and what share of the sampled negatives it makes up (by n2_category, which
+-- is exclusive), beside each split's overall N2 share of the pool and of the sample. Every category
+-- appears, with 0 if dead, so a category that stopped firing is visible at a glance. The quality
+-- suite n2_summary holds these against the bands of expectations/thresholds.yml.
 
 with
 
-plan as (
+pool as (
 
-    select
-        stratum,
-        n2_take = n2_quota as quota_met
-    from {{ ref('int_sampling_strata_planned') }}
+    select * from {{ ref('int_negative_pool') }}
 
 ),
 
-negatives as (
-
-    select
-        sampled.split,
-        coalesce(sampled.n2_category, 'N1') as category,
-        plan.quota_met
-
-    from {{ ref('int_negatives_sampled') }} as sampled
-    inner join plan on plan.stratum = sampled.sampled_for_stratum
-
-),
-
-quota_shares as (
+sampled as (
 
     select
         split,
-        avg(case when category != 'N1' then 1e0 else 0e0 end) as n2_share_quota_strata
-    from negatives
-    where quota_met
-    group by split
-    union all
-    select
-        'all' as split,
-        avg(case when category != 'N1' then 1e0 else 0e0 end) as n2_share_quota_strata
-    from negatives
-    where quota_met
+        coalesce(n2_category, 'N1') as category
+    from {{ ref('int_negatives_sampled') }}
 
 ),
 
 categories as (
 
-    select category from {{ values_table(var('n2_priority') + ['N1'], 'category', 'category_list') }}
+    select category from {{ values_table(n2_priority() + ['N1'], 'category', 'category_names') }}
 
 ),
 
-splits as (
+split_pool_counts as (
 
-    select distinct split from negatives
+    select
+        split,
+        count(*) as n_pool,
+        count(*) filter (where is_n2) as n_pool_n2,
+        {%- for category in n2_priority() %}
+            count(*) filter (where {{ category }}) as {{ category }},
+        {%- endfor %}
+        count(*) filter (where not is_n2) as n1
+
+    from pool
+    group by split
+
+),
+
+pool_counts as (
+
+    select * from split_pool_counts
     union all
-    select 'all' as split
+    select
+        'all' as split,
+        sum(n_pool) as n_pool,
+        sum(n_pool_n2) as n_pool_n2,
+        {%- for category in n2_priority() %}
+            sum({{ category }}) as {{ category }},
+        {%- endfor %}
+        sum(n1) as n1
+    from split_pool_counts
 
 ),
 
-counts as (
+pool_long as (
+
+    select
+        pool_counts.split,
+        pool_counts.n_pool,
+        pool_counts.n_pool_n2,
+        categories.category,
+        case categories.category
+            {%- for category in n2_priority() %}
+                when '{{ category }}' then pool_counts.{{ category }}
+            {%- endfor %}
+            else pool_counts.n1
+        end as n_pool_flagged
+
+    from pool_counts
+    cross join categories
+
+),
+
+sample_counts as (
 
     select
         split,
         category,
-        count(*) as n
-    from negatives
+        count(*) as n_negatives
+    from sampled
     group by split, category
     union all
     select
         'all' as split,
         category,
-        count(*) as n
-    from negatives
+        count(*) as n_negatives
+    from sampled
     group by category
 
 ),
@@ -84,32 +100,34 @@ counts as (
 grid as (
 
     select
-        splits.split,
-        categories.category,
-        coalesce(counts.n, 0) as n_negatives
+        pool_long.split,
+        pool_long.category,
+        pool_long.n_pool,
+        pool_long.n_pool_n2,
+        pool_long.n_pool_flagged,
+        coalesce(sample_counts.n_negatives, 0) as n_negatives
 
-    from splits
-    cross join categories
-    left join counts on counts.split = splits.split and counts.category = categories.category
+    from pool_long
+    left join sample_counts
+        on sample_counts.split = pool_long.split and sample_counts.category = pool_long.category
 
 ),
 
 final as (
 
     select
-        grid.split,
-        grid.category,
-        grid.category != 'N1' as is_n2,
-        grid.n_negatives,
-        grid.n_negatives / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as share,
-        sum(case when grid.category != 'N1' then grid.n_negatives else 0 end) over (partition by grid.split)
-        / greatest(sum(grid.n_negatives) over (partition by grid.split), 1) as n2_share_of_split,
-        quota_shares.n2_share_quota_strata,
-        coalesce(quota_shares.n2_share_quota_strata between {{ band[0] }} and {{ band[1] }}, false)
-            as n2_share_in_band
+        split,
+        category,
+        category != 'N1' as is_n2,
+        n_pool_flagged,
+        n_pool_flagged / greatest(n_pool, 1) as pool_prevalence,
+        n_pool_n2 / greatest(n_pool, 1) as pool_n2_prevalence,
+        n_negatives,
+        n_negatives / greatest(sum(n_negatives) over (partition by split), 1) as share,
+        sum(case when category != 'N1' then n_negatives else 0 end) over (partition by split)
+        / greatest(sum(n_negatives) over (partition by split), 1) as n2_share_of_split
 
     from grid
-    left join quota_shares on quota_shares.split = grid.split
 
 )
 

@@ -1,5 +1,6 @@
--- The sampled negatives: neg_pos_ratio per matched positive in every stratum, with the N2 share
--- n2_fraction inside each stratum (see sampling_strata for every fallback taken).
+-- The sampled negatives: neg_pos_ratio per training-eligible matched positive in every stratum, N2
+-- at most n2_fraction of them (see sampling_strata for every top-up and shortfall). One boolean
+-- column per known N2 category (false where the active preset does not use it).
 
 with
 
@@ -19,6 +20,7 @@ final as (
         ra,
         dec,
         type,
+        type_bin,
         mag_r_dered,
         mag_z_dered,
         g_minus_r,
@@ -29,7 +31,7 @@ final as (
         psfsize_z,
         n2_category,
         is_n2,
-        {%- for category in var('n2_priority') %}
+        {%- for category in n2_known_categories() %}
             {{ category }},
         {%- endfor %}
         healpix,
@@ -37,6 +39,7 @@ final as (
         sampled_for_stratum as stratum,
         stratum as native_stratum,
         sampling_stage,
+        topup_distance,
         sample_hash
 
     from sampled

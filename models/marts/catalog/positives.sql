@@ -1,5 +1,7 @@
 -- One row per Tier-A/B lens candidate (after merging duplicates across lists), with its DR10
--- counterpart (null when none lies within match_radius_arcsec), HEALPix pixel, split and stratum.
+-- counterpart (null when none lies within match_radius_arcsec of its catalogue or name position),
+-- HEALPix pixel, split and stratum, and whether it is used for training (is_training_eligible;
+-- exclusion_reason says why not).
 
 with
 
@@ -16,11 +18,15 @@ final as (
         name,
         ra,
         dec,
+        name_ra,
+        name_dec,
+        name_offset_arcsec,
         tier,
         catalogs,
         n_listings,
         is_matched,
         sep_arcsec,
+        matched_position,
         release,
         brickid,
         objid,
@@ -30,6 +36,8 @@ final as (
         type,
         type_bin,
         type_outside_bins,
+        is_training_eligible,
+        exclusion_reason,
         mag_g_dered,
         mag_r_dered,
         mag_z_dered,

@@ -1,11 +1,19 @@
 -- One row per stratum holding matched positives: what was wanted, what the pool had, what was
--- sampled, and every fallback taken, so that no under-sampling is ever silent.
+-- sampled, where N1 top-ups came from and every fallback taken, so that no under-sampling is ever
+-- silent. Strata whose positives are all excluded from training (e.g. PSF counterparts) appear with
+-- n_wanted = 0 and the reason in `fallback`.
 
 with
 
 plan as (
 
     select * from {{ ref('int_sampling_strata_planned') }}
+
+),
+
+sampled_rows as (
+
+    select * from {{ ref('int_negatives_sampled') }}
 
 ),
 
@@ -17,8 +25,30 @@ sampled as (
         count(*) filter (where is_n2) as n_sampled_n2,
         count(*) filter (where sampling_stage = 2) as n_topped_up
 
-    from {{ ref('int_negatives_sampled') }}
+    from sampled_rows
     group by sampled_for_stratum
+
+),
+
+donors as (
+
+    select
+        sampled_for_stratum as stratum,
+        stratum as donor_stratum,
+        count(*) as n
+    from sampled_rows
+    where sampling_stage = 2
+    group by sampled_for_stratum, stratum
+
+),
+
+donor_lists as (
+
+    select
+        stratum,
+        string_agg(donor_stratum || '=' || n, ';' order by donor_stratum) as topped_up_from
+    from donors
+    group by stratum
 
 ),
 
@@ -28,10 +58,12 @@ joined as (
         plan.*,
         coalesce(sampled.n_sampled, 0) as n_sampled,
         coalesce(sampled.n_sampled_n2, 0) as n_sampled_n2,
-        coalesce(sampled.n_topped_up, 0) as n_topped_up
+        coalesce(sampled.n_topped_up, 0) as n_topped_up,
+        donor_lists.topped_up_from
 
     from plan
     left join sampled on sampled.stratum = plan.stratum
+    left join donor_lists on donor_lists.stratum = plan.stratum
 
 ),
 
@@ -41,9 +73,15 @@ final as (
         stratum,
         split,
         type_bin,
-        split_part(stratum, '|', 3) as nobs_z_bin,
-        split_part(stratum, '|', 4) as psfsize_z_bin,
+        {%- for dim in ['nobs_z', 'psfsize_z', 'mag_z_dered'] %}
+            {%- if dim in stratify_dimensions() %}
+                regexp_extract(stratum, '\|{{ dim }}:([^|]*)', 1) as {{ dim }}_bin,
+            {%- else %}
+                cast(null as varchar) as {{ dim }}_bin,
+            {%- endif %}
+        {%- endfor %}
         n_positives,
+        n_positives_excluded,
         n_wanted,
         n_available_n1 + n_available_n2 as n_available,
         n_available_n1,
@@ -51,15 +89,19 @@ final as (
         n2_quota,
         n_sampled,
         n_sampled_n2,
+        n_sampled_n2 / nullif(n_sampled, 0) as n2_share,
         n_topped_up,
+        topped_up_from,
         nullif(concat_ws(
             ';',
+            case when n_positives_excluded > 0
+                    then 'positives_excluded:' || n_positives_excluded || ':' || exclusion_reasons
+            end,
             case when n_positives_type_fallback > 0
                     then 'type_outside_bins:' || n_positives_type_fallback
             end,
             case when n2_take < n2_quota then 'n2_short:' || (n2_quota - n2_take) end,
-            case when n2_take > n2_quota then 'n1_short:' || (n2_take - n2_quota) end,
-            case when n_topped_up > 0 then 'short_stratum:topped_up_' || n_topped_up end,
+            case when n_topped_up > 0 then 'n1_topped_up:' || n_topped_up end,
             case when n_sampled < n_wanted then 'under_sampled:' || (n_wanted - n_sampled) end
         ), '') as fallback
 

@@ -1,132 +1,43 @@
--- What the cutout models fetch: matched positives plus their strata's negatives, with everything
--- a source needs -- position, Tractor parameters for the synthetic renderer, the Legacy Survey URL
--- and the store path <split>/<label>/<galaxy_id>.npz. cutout_max_positives limits the run to a
--- deterministic subset of positives (lowest sha256 of candidate_id and cutout_seed) and, in each of
--- their strata, neg_pos_ratio negatives per chosen positive (lowest sample_hash first).
-
-{%- set max_positives = var('cutout_max_positives', none) %}
+-- What the cutout models fetch, one row per sample: the selection of int_cutout_samples_selected
+-- (matched positives, a deterministic subset of cutout_max_positives, plus their strata's
+-- negatives) with the store path, the Legacy Survey URL and the Tractor parameters a source needs.
 
 with
 
-positives as (
+selected as (
 
-    select * from {{ ref('positives') }}
-    where is_matched
-
-),
-
-negatives as (
-
-    select * from {{ ref('negatives') }}
-
-),
-
-sweeps as (
-
-    select * from {{ ref('stg_dr10__sweeps') }}
-
-),
-
-ranked_positives as (
-
-    select
-        *,
-        row_number() over (
-            order by {{ sha256_unit_interval("candidate_id || '_" ~ var('cutout_seed') ~ "'") }}, candidate_id
-        ) as subset_rank
-
-    from positives
-
-),
-
-chosen_positives as (
-
-    select * from ranked_positives
-    {%- if max_positives is not none %}
-        where subset_rank <= {{ max_positives }}
-    {%- endif %}
-
-),
-
-wanted_negatives as (
-
-    select
-        stratum,
-        count(*) * {{ var('neg_pos_ratio') }} as n_wanted
-    from chosen_positives
-    group by stratum
-
-),
-
-chosen_negatives as (
-
-    select negatives.*
-    from (
-        select
-            *,
-            row_number() over (partition by stratum order by sample_hash, galaxy_id) as stratum_rank
-        from negatives
-    ) as negatives
-    inner join wanted_negatives on wanted_negatives.stratum = negatives.stratum
-    {%- if max_positives is not none %}
-        where negatives.stratum_rank <= wanted_negatives.n_wanted
-    {%- endif %}
-
-),
-
-samples as (
-
-    select
-        galaxy_id,
-        'positive' as label,
-        true as is_lens,
-        tier,
-        null as n2_category,
-        split,
-        stratum
-    from chosen_positives
-    union all
-    select
-        galaxy_id,
-        'negative' as label,
-        false as is_lens,
-        null as tier,
-        n2_category,
-        split,
-        stratum
-    from chosen_negatives
+    select * from {{ ref('int_cutout_samples_selected') }}
 
 ),
 
 final as (
 
     select
-        cast(samples.galaxy_id as string) as sample_id,
-        samples.galaxy_id,
-        samples.label,
-        samples.is_lens,
-        samples.tier,
-        samples.n2_category,
-        samples.split,
-        samples.stratum,
-        sweeps.ra,
-        sweeps.dec,
-        sweeps.type,
-        sweeps.shape_r,
-        sweeps.shape_e1,
-        sweeps.shape_e2,
-        sweeps.sersic,
+        sample_id,
+        galaxy_id,
+        label,
+        is_lens,
+        tier,
+        n2_category,
+        split,
+        stratum,
+        ra,
+        dec,
+        type,
+        shape_r,
+        shape_e1,
+        shape_e2,
+        sersic,
         {%- for band in ['g', 'r', 'z'] %}
-            sweeps.flux_{{ band }},
-            sweeps.psfsize_{{ band }},
-            sweeps.psfdepth_{{ band }},
+            flux_{{ band }},
+            psfsize_{{ band }},
+            psfdepth_{{ band }},
         {%- endfor %}
-        sweeps.nobs_z,
-        {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
-        samples.split || '/' || samples.label || '/' || cast(samples.galaxy_id as string) || '.npz' as path
+        nobs_z,
+        cutout_url,
+        path
 
-    from samples
-    inner join sweeps on sweeps.galaxy_id = samples.galaxy_id
+    from selected
 
 )
 

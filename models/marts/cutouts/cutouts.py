@@ -4,26 +4,14 @@ fetch went. Thin: the work is stronglens.cutouts.pipeline.fetch_cutouts (resumab
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    from stronglens.cutouts.pipeline import FetchSettings, fetch_cutouts, neighbour_offsets
+    from stronglens.cutouts.pipeline import fetch_cutouts, neighbour_offsets
+    from stronglens.cutouts.settings import CutoutSettings
+    from stronglens.cutouts.sources import SOURCES
 
-    settings = FetchSettings(
-        source=dbt.config.get("cutout_source"),
-        root=dbt.config.get("cutout_root"),
-        seed=int(dbt.config.get("cutout_seed")),
-        url_template=dbt.config.get("cutout_url_template"),
-        layer=dbt.config.get("cutout_layer"),
-        size=int(dbt.config.get("cutout_size")),
-        pixscale=float(dbt.config.get("cutout_pixscale")),
-        bands=dbt.config.get("cutout_bands"),
-        concurrency=int(dbt.config.get("cutout_concurrency")),
-        rate_limit_per_s=float(dbt.config.get("cutout_rate_limit_per_s")),
-        max_attempts=int(dbt.config.get("cutout_max_attempts")),
-        backoff_base_s=float(dbt.config.get("cutout_backoff_base_s")),
-        coadd_root=dbt.config.get("cutout_coadd_root") or None,
-    )
+    settings = CutoutSettings.from_config(dbt.config.get("cutout_settings"))
     manifest = dbt.ref("cutout_manifest").to_arrow_table()
     neighbours = None
-    if settings.source == "synthetic":
+    if SOURCES[settings.source].needs_neighbours:
         neighbours = neighbour_offsets(dbt.ref("int_cutout_neighbours").to_arrow_table())
     try:
         previous = session.sql(f"select * from {dbt.this}").to_arrow_table()

@@ -1,5 +1,6 @@
 {#- User-supplied candidate lists named by the `extra_candidates` var (CSV or Parquet with name, ra,
-    dec and a grade A/B/C or a tier A/B). The pre-hook names the file and column of any problem. -#}
+    dec and a grade; column names matched case-insensitively with the aliases of
+    candidate_list_aliases). The pre-hook names the file, row and column of any problem. -#}
 {{ config(pre_hook="{{ validate_candidate_lists(var('extra_candidates', [])) }}") }}
 
 {%- set lists = var('extra_candidates', []) %}
@@ -23,12 +24,13 @@ with
 source as (
 
     {%- for path in lists %}
+    {%- set cols = candidate_list_columns(path) %}
     select
-        cast(name as string) as name,
-        cast(ra as double) as ra,
-        cast(dec as double) as dec,
-        upper(trim(cast({{ candidate_list_grade_column(path) }} as string))) as grade,
-        '{{ path }}' as catalog,
+        cast({{ cols['name'] }} as string) as name,
+        cast({{ cols['ra'] }} as double) as ra,
+        cast({{ cols['dec'] }} as double) as dec,
+        {{ normalised_grade(cols['grade']) }} as grade,
+        {{ sql_string(path) }} as catalog,
         file_row_number
     from {{ candidate_list_reader(path) }}
     {{ "union all" if not loop.last }}
@@ -44,6 +46,8 @@ renamed as (
         name,
         ra,
         dec,
+        {{ desi_name_ra('name') }} as name_ra,
+        {{ desi_name_dec('name') }} as name_dec,
         grade,
         catalog
 

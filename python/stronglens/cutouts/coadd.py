@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from astropy.io import fits
@@ -49,6 +49,9 @@ from astropy.wcs import WCS
 
 from stronglens import bricks, storage
 from stronglens.cutouts.http import FetchResult, utc_now_iso
+
+if TYPE_CHECKING:
+    from stronglens.cutouts.settings import CutoutSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +87,10 @@ class CoaddCutter:
     def __init__(
         self,
         root: str,
-        bands: str = "grz",
-        size: int = 101,
-        pixscale: float = 0.262,
+        *,
+        bands: str,
+        size: int,
+        pixscale: float,
         method: Literal["nearest", "bilinear"] = "nearest",
         decompress: Literal["section", "full"] = "section",
         cache_images: int = 12,
@@ -116,6 +120,18 @@ class CoaddCutter:
         self._lock = threading.RLock()
         grid = np.arange(size, dtype=np.float64)
         self._px, self._py = (a.ravel() for a in np.meshgrid(grid, grid))
+
+    @classmethod
+    def from_settings(cls, settings: CutoutSettings, **options: Any) -> CoaddCutter:
+        """A cutter over ``settings.coadd_root`` with its bands, size and pixel scale; ``options`` set
+        the other constructor arguments (or override those, ``root`` included)."""
+        values: dict[str, Any] = {
+            "root": settings.coadd_root,
+            "bands": settings.bands,
+            "size": settings.size,
+            "pixscale": settings.pixscale,
+        }
+        return cls(**{**values, **options})
 
     def __enter__(self) -> CoaddCutter:
         return self

@@ -253,6 +253,13 @@ class CutoutEmulator:
             "&pixscale={pixscale}&bands={bands}&size={size}"
         )
 
+    def url_for(self, ra: float, dec: float, bands: str = "grz", size: int = 101) -> str:
+        """A request URL for a position on this server, as cutout_manifest.cutout_url spells it for
+        the real endpoint (RA/Dec with 7 decimals; layer and pixel scale of DR10)."""
+        return self.url_template.format(
+            ra=f"{ra:.7f}", dec=f"{dec:.7f}", layer="ls-dr10-south", pixscale=0.262, bands=bands, size=size
+        )
+
     def requests_for(self, ra: float, dec: float) -> int:
         """How many cutout requests arrived for a position."""
         with self._lock:

@@ -23,7 +23,7 @@ Validation (:func:`parse_cutout_fits`): the body parses as FITS, is complete, th
 float32 cube ``(nbands, size, size)``, the band order comes from the header (``BANDS`` and/or
 ``BAND0``, ``BAND1``, ...; both must agree when both are present) and every requested band is
 present, and each band's finite-pixel fraction reaches ``min_finite_fraction``.  The output is
-``(size, size, len(bands))`` float32 with channels in the order of ``bands`` (default g, r, z)
+``(size, size, len(bands))`` float32 with channels in the order of ``bands`` (the ``cutout_bands`` var)
 whatever order the server used, rows and columns as stored in the FITS file (row 0 = first FITS
 row, i.e. south for the viewer's north-up TAN cutouts).
 """
@@ -41,21 +41,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import requests
 from astropy.io import fits
 from requests.adapters import HTTPAdapter
 
+if TYPE_CHECKING:
+    from stronglens.cutouts.settings import CutoutSettings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_URL_TEMPLATE = (
-    "https://www.legacysurvey.org/viewer/fits-cutout?ra={ra}&dec={dec}&layer={layer}"
-    "&pixscale={pixscale}&bands={bands}&size={size}"
-)
-#: Decimal places of RA/Dec in request URLs: 1e-7 deg = 0.36 mas, far below the 262 mas pixel.
-COORD_DECIMALS = 7
 _FITS_MAGIC = b"SIMPLE  ="
 _SNIPPET_CHARS = 80
 _READ_CHUNK_BYTES = 65536
@@ -188,9 +185,7 @@ def _header_bands(header: fits.Header, nbands: int) -> str:
     return order
 
 
-def parse_cutout_fits(
-    body: bytes, bands: str = "grz", size: int = 101, min_finite_fraction: float = 0.9
-) -> np.ndarray:
+def parse_cutout_fits(body: bytes, bands: str, size: int, min_finite_fraction: float = 0.9) -> np.ndarray:
     """Validate a fits-cutout body and return it as ``(size, size, len(bands))`` float32, channels in
     the order of ``bands``.  Raises :class:`CutoutValidationError` naming the first problem found.
 
@@ -255,6 +250,12 @@ _RETRYABLE_TRANSPORT = (
 class LegacySurveyClient:
     """Fetch many cutouts from the Legacy Survey viewer (or anything serving the same endpoint).
 
+    Requests are ``(sample_id, url)``: the URL is built once, in SQL (``cutout_manifest.cutout_url``,
+    macro ``cutout_url``), so the URL the manifest shows is the URL fetched.  ``size`` and ``bands``
+    are what a valid body must hold (:func:`parse_cutout_fits`).  The knobs that are dbt vars have no
+    defaults here (they live in ``dbt_project.yml``): :meth:`from_settings` takes them from
+    :class:`~stronglens.cutouts.settings.CutoutSettings`.
+
     One ``requests.Session`` with a connection pool of ``concurrency`` connections is shared by the
     worker threads (keep-alive: no TCP/TLS handshake per cutout); pass ``session`` to supply your own
     (the client then leaves closing it to you).  ``rate_limit_per_s`` (``None`` = no limit) and
@@ -264,18 +265,16 @@ class LegacySurveyClient:
 
     def __init__(
         self,
-        url_template: str = DEFAULT_URL_TEMPLATE,
-        layer: str = "ls-dr10-south",
-        size: int = 101,
-        pixscale: float = 0.262,
-        bands: str = "grz",
-        concurrency: int = 8,
-        rate_limit_per_s: float | None = 5.0,
+        *,
+        size: int,
+        bands: str,
+        concurrency: int,
+        rate_limit_per_s: float | None,
+        max_attempts: int,
+        backoff_base_s: float,
         rate_burst: int = 1,
         timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
-        max_attempts: int = 5,
-        backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         max_retry_after_s: float = 300.0,
         min_finite_fraction: float = 0.9,
@@ -294,10 +293,7 @@ class LegacySurveyClient:
             or min(backoff_base_s, backoff_cap_s, max_retry_after_s) < 0
         ):
             raise ValueError("timeouts must be > 0 and back-off / Retry-After limits >= 0 seconds")
-        self.url_template = url_template
-        self.layer = layer
         self.size = size
-        self.pixscale = pixscale
         self.bands = bands
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -319,8 +315,21 @@ class LegacySurveyClient:
             session.mount("https://", adapter)
             session.headers["User-Agent"] = "stronglens-cutouts/1 (python-requests; polite bulk client)"
         self.session = session
-        # Validate the template once, up front, rather than failing every request the same way.
-        self.url_for(0.0, 0.0)
+
+    @classmethod
+    def from_settings(cls, settings: CutoutSettings, **options: Any) -> LegacySurveyClient:
+        """A client with the size, bands, concurrency, rate limit and retries of ``settings``;
+        ``options`` set the other constructor arguments (or override those)."""
+        values: dict[str, Any] = {
+            "size": settings.size,
+            "bands": settings.bands,
+            "concurrency": settings.concurrency,
+            "rate_limit_per_s": settings.rate_limit_per_s,
+            "max_attempts": settings.max_attempts,
+            "backoff_base_s": settings.backoff_base_s,
+            "seed": settings.seed,
+        }
+        return cls(**{**values, **options})
 
     def __enter__(self) -> LegacySurveyClient:
         return self
@@ -333,31 +342,14 @@ class LegacySurveyClient:
         if self._owns_session:
             self.session.close()
 
-    def url_for(self, ra: float, dec: float) -> str:
-        """The request URL of one cutout (also what the store records as ``meta_cutout_url``)."""
-        try:
-            return self.url_template.format(
-                ra=f"{ra:.{COORD_DECIMALS}f}",
-                dec=f"{dec:.{COORD_DECIMALS}f}",
-                layer=self.layer,
-                pixscale=self.pixscale,
-                bands=self.bands,
-                size=self.size,
-            )
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"url_template {self.url_template!r} is invalid ({exc!r}); it may use only "
-                "{ra}, {dec}, {layer}, {pixscale}, {bands} and {size}"
-            ) from exc
-
     def backoff_s(self, failed_attempts: int) -> float:
         """Full-jitter exponential back-off after ``failed_attempts`` failures (see module docstring)."""
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** (failed_attempts - 1))
         with self._rng_lock:
             return self._rng.uniform(0.0, ceiling)
 
-    def fetch_many(self, requests_: Iterable[tuple[Hashable, float, float]]) -> Iterator[FetchResult]:
-        """Fetch ``(sample_id, ra, dec)`` requests; yield one :class:`FetchResult` per request, in
+    def fetch_many(self, requests_: Iterable[tuple[Hashable, str]]) -> Iterator[FetchResult]:
+        """Fetch ``(sample_id, url)`` requests; yield one :class:`FetchResult` per request, in
         completion order.  At most ``2 * concurrency`` requests are read ahead from the iterable, so
         memory stays bounded for any input size.  Per-cutout failures are results, never exceptions;
         closing the generator early cancels what has not started.
@@ -374,8 +366,8 @@ class LegacySurveyClient:
                         if item is _END:
                             exhausted = True
                             break
-                        sample_id, ra, dec = item  # type: ignore[misc]
-                        pending.add(pool.submit(self.fetch_one, sample_id, ra, dec))
+                        sample_id, url = item  # type: ignore[misc]
+                        pending.add(pool.submit(self.fetch_one, sample_id, url))
                     if not pending:
                         return
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -385,17 +377,11 @@ class LegacySurveyClient:
                 for future in pending:
                     future.cancel()
 
-    def fetch_one(self, sample_id: Hashable, ra: float, dec: float) -> FetchResult:
+    def fetch_one(self, sample_id: Hashable, url: str) -> FetchResult:
         """Fetch and validate one cutout with retries; never raises."""
-        url = ""
         try:
-            try:
-                ra_f, dec_f = float(ra), float(dec)
-            except (TypeError, ValueError):
-                ra_f = dec_f = math.nan
-            if not (0.0 <= ra_f < 360.0 and -90.0 <= dec_f <= 90.0):  # NaN fails every comparison
-                return self._failed(sample_id, f"invalid coordinates ra={ra!r} dec={dec!r}", 0, 0, url)
-            url = self.url_for(ra_f, dec_f)
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                return self._failed(sample_id, f"invalid URL {url!r}: expected http(s)://...", 0, 0, str(url))
             return self._fetch_with_retries(sample_id, url)
         except Exception as exc:  # the contract: one bad cutout never fails the batch
             log.exception("unexpected error fetching cutout %r from %s", sample_id, url)

@@ -1,12 +1,10 @@
-"""Fetch the cutouts of a manifest from one of three sources into the NPZ store, resumably.
+"""Fetch the cutouts of a manifest from a cutout source into the NPZ store, resumably.
 
-This is what the dbt Python model ``cutouts`` calls.  The three sources share one interface -- an
-iterator of :class:`~stronglens.cutouts.http.FetchResult` -- so the store, the resume logic and the
-``cutouts`` table are the same whichever the source:
-
-* ``legacysurvey``: FITS cutouts over HTTP from the Legacy Survey viewer (real data).
-* ``coadd``: cut from DR10 brick coadd images, local or ``s3://`` (real data, bulk).
-* ``synthetic``: rendered from the Tractor parameters (the embedded default sky).
+This is what the dbt Python model ``cutouts`` calls.  Every source (:mod:`stronglens.cutouts.sources`:
+synthetic, legacysurvey, coadd) yields :class:`~stronglens.cutouts.http.FetchResult` s, so the store,
+the resume logic and the ``cutouts`` table are the same whichever the source; the settings are one
+:class:`~stronglens.cutouts.settings.CutoutSettings`, and the store checks every array against its
+shape ``(cutout_size, cutout_size, len(cutout_bands))``.
 
 Resuming: a cutout whose file exists is kept (and validated against the sha256 recorded by the
 previous build, when there is one); only missing, invalid or failed cutouts are fetched again.
@@ -15,8 +13,7 @@ Each file is written atomically as soon as it arrives, so a run killed half-way 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,10 +21,13 @@ import pyarrow.compute as pc
 from tqdm import tqdm
 
 from stronglens import storage
-from stronglens.cutouts.http import DEFAULT_URL_TEMPLATE, FetchResult, utc_now_iso
+from stronglens.cutouts.http import utc_now_iso
+from stronglens.cutouts.settings import CutoutSettings
+from stronglens.cutouts.sources import SOURCES
 from stronglens.cutouts.store import CutoutMeta, plan_refetch, read_bytes, write_cutout
 
-SOURCES = ("synthetic", "legacysurvey", "coadd")
+#: Cutouts a source makes per batch (the synthetic renderer's and the coadd cutter's unit of work).
+BATCH_SIZE = 256
 
 #: Schema of the ``cutouts`` table.
 CUTOUTS_SCHEMA = pa.schema(
@@ -47,34 +47,6 @@ CUTOUTS_SCHEMA = pa.schema(
 
 #: Manifest columns every source needs; the synthetic source also needs the render columns.
 MANIFEST_COLUMNS = ("sample_id", "galaxy_id", "ra", "dec", "type", "nobs_z", "psfsize_z", "flux_r", "path")
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    """How to fetch: the source, where the store is, and each source's knobs (dbt vars)."""
-
-    source: str
-    root: str
-    seed: int = 42
-    url_template: str = DEFAULT_URL_TEMPLATE
-    layer: str = "ls-dr10-south"
-    size: int = 101
-    pixscale: float = 0.262
-    bands: str = "grz"
-    concurrency: int = 8
-    rate_limit_per_s: float = 5.0
-    max_attempts: int = 5
-    backoff_base_s: float = 1.0
-    coadd_root: str | None = None
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"cutout_source must be one of {', '.join(SOURCES)}, not {self.source!r}")
-        if self.source == "coadd" and not self.coadd_root:
-            raise ValueError(
-                "cutout_source 'coadd' needs the cutout_coadd_root var (a folder or s3:// prefix)"
-            )
 
 
 def _absolute_paths(manifest: pa.Table, root: str) -> list[str]:
@@ -110,77 +82,13 @@ def _kept_row(row: dict, path: str, source: str, previous: dict[str, dict]) -> d
     }
 
 
-def _render_results(
-    manifest: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
-) -> Iterator[FetchResult]:
-    """The synthetic source as FetchResults, rendered ``batch_size`` cutouts at a time."""
-    from stronglens.cutouts.render import render_batch
-
-    for start in range(0, manifest.num_rows, settings.batch_size):
-        batch = manifest.slice(start, settings.batch_size)
-        rendered = render_batch(batch, neighbours, seed=settings.seed)
-        status = rendered.metadata.column("status").to_pylist()
-        errors = rendered.metadata.column("error").to_pylist()
-        now = utc_now_iso()
-        for i, sample_id in enumerate(batch.column("sample_id").to_pylist()):
-            ok = status[i] == "ok"
-            yield FetchResult(
-                sample_id=sample_id,
-                status="ok" if ok else "failed",
-                reason=None if ok else errors[i],
-                attempts=1,
-                cutout=rendered.cutouts[i] if ok else None,
-                bytes=0,
-                url=f"synthetic:galaxy_id={batch.column('galaxy_id')[i].as_py()}&seed={settings.seed}",
-                fetched_at=now,
-            )
-
-
-def _source_results(
-    todo: pa.Table, neighbours: pa.Table | None, settings: FetchSettings
-) -> Iterator[FetchResult]:
-    requests_ = zip(
-        todo.column("sample_id").to_pylist(),
-        todo.column("ra").to_pylist(),
-        todo.column("dec").to_pylist(),
-        strict=True,
-    )
-    if settings.source == "synthetic":
-        yield from _render_results(todo, neighbours, settings)
-    elif settings.source == "legacysurvey":
-        from stronglens.cutouts.http import LegacySurveyClient
-
-        with LegacySurveyClient(
-            url_template=settings.url_template,
-            layer=settings.layer,
-            size=settings.size,
-            pixscale=settings.pixscale,
-            bands=settings.bands,
-            concurrency=settings.concurrency,
-            rate_limit_per_s=settings.rate_limit_per_s,
-            max_attempts=settings.max_attempts,
-            backoff_base_s=settings.backoff_base_s,
-        ) as client:
-            yield from client.fetch_many(requests_)
-    else:
-        from stronglens.cutouts.coadd import CoaddCutter
-
-        cutter = CoaddCutter(
-            settings.coadd_root,
-            bands=settings.bands,
-            size=settings.size,
-            pixscale=settings.pixscale,
-            batch_size=settings.batch_size,
-        )
-        yield from cutter.cut_many(requests_)
-
-
 def fetch_cutouts(
     manifest: pa.Table,
-    settings: FetchSettings,
+    settings: CutoutSettings,
     neighbours: pa.Table | None = None,
     previous: pa.Table | None = None,
     progress: bool = True,
+    batch_size: int = BATCH_SIZE,
 ) -> pa.Table:
     """Make sure every manifest row has a stored cutout; return the ``cutouts`` table.
 
@@ -188,7 +96,8 @@ def fetch_cutouts(
     source also needs the render columns); ``previous`` is the last build's ``cutouts`` table.
     One failed cutout is a row with ``status = 'failed'`` and its reason, never an exception.
     """
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.column_names]
+    source = SOURCES[settings.source]
+    missing = [c for c in (*MANIFEST_COLUMNS, *source.columns) if c not in manifest.column_names]
     if missing:
         raise ValueError(f"cutout manifest lacks columns {missing}")
     if manifest.num_rows == 0:
@@ -196,7 +105,13 @@ def fetch_cutouts(
     paths = _absolute_paths(manifest, settings.root)
     previous_ok = _previous_ok(previous)
     recorded = {p: r["sha256"] for p, r in previous_ok.items()}
-    plan = plan_refetch(manifest.column("sample_id"), paths, check="read", recorded_sha256=recorded)
+    plan = plan_refetch(
+        manifest.column("sample_id"),
+        paths,
+        check="read",
+        recorded_sha256=recorded,
+        expected_shape=settings.shape,
+    )
     refetch = set(plan.column("sample_id").to_pylist())
 
     rows: list[dict] = []
@@ -216,7 +131,7 @@ def fetch_cutouts(
                 previous.column("sample_id").to_pylist(), previous.column("attempts").to_pylist(), strict=True
             )
         )
-    results = _source_results(todo, neighbours, settings)
+    results = source.fetch(todo, settings, neighbours, batch_size)
     for result in tqdm(
         results, total=todo.num_rows, disable=not progress, unit="cutout", desc=f"cutouts ({settings.source})"
     ):
@@ -247,7 +162,8 @@ def fetch_cutouts(
                 download_timestamp=result.fetched_at,
             )
             try:
-                written = write_cutout(row["path"], np.asarray(result.cutout, dtype=np.float32), meta)
+                pixels = np.asarray(result.cutout, dtype=np.float32)
+                written = write_cutout(row["path"], pixels, meta, expected_shape=settings.shape)
             except (OSError, ValueError) as exc:
                 record.update(status="failed", reason=f"store: {exc}")
             else:

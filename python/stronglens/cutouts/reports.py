@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from stronglens.cutouts.audit import shortcut_audit
 from stronglens.cutouts.plots import audit_png, mosaic_png
 from stronglens.cutouts.qa import qa_features
-from stronglens.cutouts.store import CUTOUT_SHAPE, read_cutout
+from stronglens.cutouts.store import read_cutout
 
 #: Label columns the audit groups by, from the manifest.
 LABEL_COLUMNS = ("sample_id", "label", "split", "n2_category")
@@ -38,29 +38,30 @@ AUDIT_COLUMNS = {
 }
 
 
-def load_cutouts(paths: list[str], threads: int = 8) -> np.ndarray:
-    """Read stored cutouts (threads: S3 reads are latency bound) into an (N, 101, 101, 3) array."""
-    out = np.empty((len(paths), *CUTOUT_SHAPE), dtype=np.float32)
+def load_cutouts(paths: list[str], shape: tuple[int, int, int], threads: int = 8) -> np.ndarray:
+    """Read stored cutouts of ``shape`` (the settings' shape; threads: S3 reads are latency bound)
+    into an ``(N, *shape)`` array."""
+    out = np.empty((len(paths), *shape), dtype=np.float32)
 
     def read(i: int) -> None:
-        out[i] = read_cutout(paths[i])[0]
+        out[i] = read_cutout(paths[i], expected_shape=shape)[0]
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(read, range(len(paths))))
     return out
 
 
-def cutout_qa_table(cutouts: pa.Table, batch: int = 2048) -> pa.Table:
+def cutout_qa_table(cutouts: pa.Table, shape: tuple[int, int, int], batch: int = 2048) -> pa.Table:
     """``qa_features`` for every stored (status ok) cutout, read in batches to bound memory."""
     ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok"))
     parts = []
     ids = ok.column("sample_id").to_pylist()
     paths = ok.column("path").to_pylist()
     for start in range(0, len(ids), batch):
-        images = load_cutouts(paths[start : start + batch])
+        images = load_cutouts(paths[start : start + batch], shape)
         parts.append(qa_features(images, ids=ids[start : start + batch]))
     if not parts:
-        empty = qa_features(np.zeros((0, *CUTOUT_SHAPE), dtype=np.float32), ids=[])
+        empty = qa_features(np.zeros((0, *shape), dtype=np.float32), ids=[])
         return empty.set_column(0, "sample_id", pa.array([], pa.string()))
     return pa.concat_tables(parts)
 
@@ -84,7 +85,12 @@ def audit_table(
 
 
 def write_mosaic(
-    cutouts: pa.Table, manifest: pa.Table, out_dir: str, per_group: int, seed: int
+    cutouts: pa.Table,
+    manifest: pa.Table,
+    out_dir: str,
+    per_group: int,
+    seed: int,
+    shape: tuple[int, int, int],
 ) -> Path | None:
     """A mosaic of seeded random samples: positives, N1 and each N2 category, one row each."""
     ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok")).select(["sample_id", "path"]).to_pandas()
@@ -105,7 +111,7 @@ def write_mosaic(
     ]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return mosaic_png(
-        load_cutouts(picked["path"].tolist()),
+        load_cutouts(picked["path"].tolist(), shape),
         picked["group"].tolist(),
         Path(out_dir) / "cutout_mosaic.png",
         titles=titles,

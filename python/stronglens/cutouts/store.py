@@ -4,7 +4,7 @@ The established file format (what training code reads), written with ``numpy.sav
 and read back with ``allow_pickle=False``:
 
 ========================== =========================================================
-``cutout``                 float32 ``(101, 101, 3)``, channels g, r, z (nanomaggies/pixel)
+``cutout``                 float32 ``(size, size, len(bands))``, channels as ``bands`` (nanomaggies/pixel)
 ``meta_galaxy_id``         0-d str (or int) -- the warehouse's galaxy / sample identifier
 ``meta_ra``, ``meta_dec``  0-d float64, degrees (the cutout centre)
 ``meta_type``              0-d str, Tractor TYPE (PSF, REX, DEV, EXP, SER, ...)
@@ -15,8 +15,10 @@ and read back with ``allow_pickle=False``:
 ``meta_download_timestamp`` 0-d str, UTC ISO-8601 time the pixels were obtained
 ========================== =========================================================
 
-Path scheme: ``<root>/<path_template>``, default ``{split}/{label}/{galaxy_id}.npz`` (a parameter;
-any ``str.format`` fields you pass).  Field values must be plain names (no ``/``, ``\\``, ``..``,
+Path scheme: ``<root>/<path_template>``, default ``{params_key}/{sample_id}.npz`` -- keyed by content
+(the sample and a hash of the render/fetch parameters, macro ``cutout_params_key``), never by split:
+the split is a column of the ``cutouts`` table, which is where consumers read paths from.  Field
+values must be plain names (no ``/``, ``\\``, ``..``,
 control characters) so an identifier can never write outside its folder.
 
 Atomicity: the whole NPZ is built in memory, hashed (sha256 and byte count are returned for the
@@ -45,8 +47,7 @@ import pyarrow.fs as pafs
 
 from stronglens import storage
 
-DEFAULT_PATH_TEMPLATE = "{split}/{label}/{galaxy_id}.npz"
-CUTOUT_SHAPE = (101, 101, 3)
+DEFAULT_PATH_TEMPLATE = "{params_key}/{sample_id}.npz"
 CUTOUT_KEY = "cutout"
 META_PREFIX = "meta_"
 _FORBIDDEN_IN_NAMES = ("/", "\\", "\x00")
@@ -136,9 +137,15 @@ def cutout_path(root: str, path_template: str = DEFAULT_PATH_TEMPLATE, **fields_
     return root.rstrip("/") + "/" + relative if storage.is_s3(root) else os.path.join(root, relative)
 
 
-def _check_cutout(cutout: np.ndarray, expected_shape: tuple[int, ...], where: str) -> np.ndarray:
+def _check_cutout(cutout: np.ndarray, expected_shape: tuple[int, ...] | None, where: str) -> np.ndarray:
+    """The array if it is float32 of ``expected_shape`` (the settings' ``shape``); with None, any
+    square ``(n, n, channels)`` array passes (readers that take the shape from the file)."""
     array = np.asarray(cutout)
-    if array.shape != expected_shape:
+    if expected_shape is None:
+        square = array.ndim == 3 and array.shape[0] == array.shape[1] and array.shape[2] >= 1
+        if not square:
+            raise CutoutFileError(f"{where}: cutout has shape {array.shape}, expected (n, n, channels)")
+    elif array.shape != expected_shape:
         raise CutoutFileError(
             f"{where}: cutout has shape {array.shape}, expected {expected_shape} (H, W, g/r/z)"
         )
@@ -148,7 +155,7 @@ def _check_cutout(cutout: np.ndarray, expected_shape: tuple[int, ...], where: st
 
 
 def encode_cutout(
-    cutout: np.ndarray, meta: CutoutMeta, expected_shape: tuple[int, ...] = CUTOUT_SHAPE
+    cutout: np.ndarray, meta: CutoutMeta, expected_shape: tuple[int, ...] | None = None
 ) -> bytes:
     """The NPZ bytes of one cutout (validated first: shape and float32 are part of the format)."""
     array = _check_cutout(cutout, expected_shape, f"cutout for galaxy {meta.galaxy_id!r}")
@@ -158,7 +165,7 @@ def encode_cutout(
 
 
 def write_cutout(
-    uri: str, cutout: np.ndarray, meta: CutoutMeta, expected_shape: tuple[int, ...] = CUTOUT_SHAPE
+    uri: str, cutout: np.ndarray, meta: CutoutMeta, expected_shape: tuple[int, ...] | None = None
 ) -> WrittenCutout:
     """Write one cutout NPZ atomically at ``uri`` (local path or ``s3://``); return size and sha256."""
     data = encode_cutout(cutout, meta, expected_shape)
@@ -168,7 +175,7 @@ def write_cutout(
 
 
 def decode_cutout(
-    data: bytes, where: str, expected_shape: tuple[int, ...] = CUTOUT_SHAPE
+    data: bytes, where: str, expected_shape: tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, CutoutMeta]:
     """Parse and validate NPZ bytes; ``where`` names the file in errors."""
     try:
@@ -215,7 +222,7 @@ def read_bytes(uri: str) -> bytes:
         raise CutoutFileError(f"{uri}: no such cutout file") from exc
 
 
-def read_cutout(uri: str, expected_shape: tuple[int, ...] = CUTOUT_SHAPE) -> tuple[np.ndarray, CutoutMeta]:
+def read_cutout(uri: str, expected_shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, CutoutMeta]:
     """Read and validate one cutout file; return the ``(H, W, 3)`` float32 array and its meta."""
     return decode_cutout(read_bytes(uri), uri, expected_shape)
 
@@ -233,7 +240,7 @@ def plan_refetch(
     paths: Sequence[str] | pa.Array,
     check: Literal["exists", "read"] = "read",
     recorded_sha256: Mapping[str, str] | None = None,
-    expected_shape: tuple[int, ...] = CUTOUT_SHAPE,
+    expected_shape: tuple[int, ...] | None = None,
     read_concurrency: int = 8,
 ) -> pa.Table:
     """Which of the wanted ``(sample_id, path)`` cutouts a run must (re)fetch, with the reason.
