@@ -1,8 +1,9 @@
 """Cutout benchmark: cutouts/s from the HTTP source (against the loopback emulator), the coadd
-source and the synthetic renderer.
+source and the synthetic renderers (the fast one of the pipeline against the exact reference).
 
-    python -m bench.cutouts [--latency 1.0] [--levels 1 4 16 32] [--max-requests 64] [--repeats 3]
-                            [--coadd-cutouts 200] [--synthetic-cutouts 1000] [--workdir DIR] [--json PATH]
+    python -m bench.cutouts [--only-synthetic] [--latency 1.0] [--levels 1 4 16 32] [--max-requests 64]
+                            [--repeats 3] [--coadd-cutouts 200] [--synthetic-cutouts 1000]
+                            [--workdir DIR] [--json PATH]
 
 HTTP: the emulator answers every request after ``--latency`` seconds (the real service took ~1 s a
 cutout for one client, DOMAIN.md); the client fetches ``min(--max-requests, 8 x concurrency)``
@@ -65,6 +66,14 @@ def median_rate(run: Callable[[], int], repeats: int) -> tuple[float, float]:
 class HttpRow:
     concurrency: int
     rate_limit_per_s: float | None
+    n: int
+    per_s: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SyntheticRow:
+    renderer: str
     n: int
     per_s: float
     seconds: float
@@ -168,13 +177,15 @@ def bench_coadd(root: Path, n: int, repeats: int) -> list[CoaddRow]:
     return rows
 
 
-def bench_synthetic(workdir: Path, n: int, repeats: int) -> tuple[float, float]:
-    """Synthetic renderer: ``n`` galaxies of a synthetic sky tile (1 in 101 lensed, as in the
-    training set, no neighbours), rendered in one batch; returns (cutouts/s, seconds), medians."""
+def bench_synthetic(workdir: Path, n: int, repeats: int) -> list[SyntheticRow]:
+    """Synthetic renderers on ``n`` galaxies of a synthetic sky tile (1 in 101 lensed, as in the
+    training set, no catalogue neighbours), one batch each: the fast renderer the pipeline uses
+    (features, faint neighbours, 2 threads) and the exact reference renderer it replaced, in the
+    same run so the ratio holds whatever else loads the machine."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from stronglens.cutouts.render import GALAXY_COLUMNS, render_batch
+    from stronglens.cutouts import render, render_reference
     from stronglens.synth import generate_sky
 
     generate_sky(str(workdir / "sky"), tiles=["sweep-150p000-155p005"], progress=False)
@@ -185,12 +196,19 @@ def bench_synthetic(workdir: Path, n: int, repeats: int) -> tuple[float, float]:
     )
     table = table.append_column("galaxy_id", key).slice(0, n)
     table = table.append_column("is_lens", pa.array(np.arange(table.num_rows) % 101 == 0))
-    table = table.select([*GALAXY_COLUMNS, "is_lens"])
-
-    def run() -> int:
-        return render_batch(table, None, seed=1).cutouts.shape[0]
-
-    return median_rate(run, repeats)
+    fast = table.select([*render.GALAXY_COLUMNS, *render.OPTIONAL_COLUMNS, "is_lens"])
+    reference = table.select([*render_reference.GALAXY_COLUMNS, "is_lens"])
+    rows = []
+    for name, run in (
+        ("fast (pipeline)", lambda: render.render_batch(fast, None, seed=1).cutouts.shape[0]),
+        (
+            "reference (exact)",
+            lambda: render_reference.render_batch(reference, None, seed=1).cutouts.shape[0],
+        ),
+    ):
+        per_s, seconds = median_rate(run, repeats)
+        rows.append(SyntheticRow(name, n, per_s, seconds))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,49 +226,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where to write the bricks (default: temp)"
     )
+    parser.add_argument(
+        "--only-synthetic", action="store_true", help="skip the HTTP and coadd sources (renderers only)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
-    levels = sorted(args.levels)
-    http_rows = bench_http(args.latency, levels, args.max_requests, args.repeats)
-    base = next(r.per_s for r in http_rows if r.concurrency == levels[0] and r.rate_limit_per_s is None)
-    print(f"\nHTTP source vs emulator, latency {args.latency:.2f} s, median of {args.repeats} runs")
-    print(
-        f"{'concurrency':>11} {'rate limit':>10} {'cutouts':>7} {'seconds':>8} {'cutouts/s':>10} {'ratio':>7}"
-    )
-    for r in http_rows:
-        limit = "none" if r.rate_limit_per_s is None else f"{r.rate_limit_per_s:g}/s"
+    http_rows: list[HttpRow] = []
+    coadd_rows: list[CoaddRow] = []
+    if not args.only_synthetic:
+        levels = sorted(args.levels)
+        http_rows = bench_http(args.latency, levels, args.max_requests, args.repeats)
+        base = next(r.per_s for r in http_rows if r.concurrency == levels[0] and r.rate_limit_per_s is None)
+        print(f"\nHTTP source vs emulator, latency {args.latency:.2f} s, median of {args.repeats} runs")
         print(
-            f"{r.concurrency:>11} {limit:>10} {r.n:>7} {r.seconds:>8.2f} {r.per_s:>10.2f} "
-            f"{r.per_s / base:>6.1f}x"
+            f"{'concurrency':>11} {'rate limit':>10} {'cutouts':>7} {'seconds':>8} "
+            f"{'cutouts/s':>10} {'ratio':>7}"
         )
+        for r in http_rows:
+            limit = "none" if r.rate_limit_per_s is None else f"{r.rate_limit_per_s:g}/s"
+            print(
+                f"{r.concurrency:>11} {limit:>10} {r.n:>7} {r.seconds:>8.2f} {r.per_s:>10.2f} "
+                f"{r.per_s / base:>6.1f}x"
+            )
 
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            start = time.perf_counter()
+            names = write_bricks(Path(tmp))
+            elapsed = time.perf_counter() - start
+            print(
+                f"\nwrote {len(names)} bricks x 3 bands ({BRICK_PX}x{BRICK_PX} px, RICE_1) in {elapsed:.1f} s"
+            )
+            coadd_rows = bench_coadd(Path(tmp), args.coadd_cutouts, args.repeats)
+        print(
+            f"Coadd source: {args.coadd_cutouts} random 101x101 grz cutouts over 2x2 bricks, "
+            f"median of {args.repeats} runs"
+        )
+        print(f"{'mode':>18} {'seconds':>8} {'cutouts/s':>10} {'vs HTTP c=' + str(levels[0]):>14}")
+        for c in coadd_rows:
+            print(f"{c.mode:>18} {c.seconds:>8.2f} {c.per_s:>10.1f} {c.per_s / base:>13.0f}x")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        start = time.perf_counter()
-        names = write_bricks(Path(tmp))
-        elapsed = time.perf_counter() - start
-        print(f"\nwrote {len(names)} bricks x 3 bands ({BRICK_PX}x{BRICK_PX} px, RICE_1) in {elapsed:.1f} s")
-        coadd_rows = bench_coadd(Path(tmp), args.coadd_cutouts, args.repeats)
+        synth_rows = bench_synthetic(Path(tmp), args.synthetic_cutouts, args.repeats)
+    ref = synth_rows[-1].per_s
     print(
-        f"Coadd source: {args.coadd_cutouts} random 101x101 grz cutouts over 2x2 bricks, "
+        f"Synthetic renderers: {args.synthetic_cutouts} cutouts (1 in 101 lensed), "
         f"median of {args.repeats} runs"
     )
-    print(f"{'mode':>18} {'seconds':>8} {'cutouts/s':>10} {'vs HTTP c=' + str(levels[0]):>14}")
-    for c in coadd_rows:
-        print(f"{c.mode:>18} {c.seconds:>8.2f} {c.per_s:>10.1f} {c.per_s / base:>13.0f}x")
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        synth_per_s, synth_seconds = bench_synthetic(Path(tmp), args.synthetic_cutouts, args.repeats)
-    print(
-        f"Synthetic renderer: {args.synthetic_cutouts} cutouts (1 in 101 lensed) in {synth_seconds:.2f} s = "
-        f"{synth_per_s:.1f} cutouts/s, {synth_per_s / base:.0f}x HTTP c={levels[0]} "
-        f"(median of {args.repeats})"
-    )
+    print(f"{'renderer':>18} {'seconds':>8} {'cutouts/s':>10} {'vs reference':>13}")
+    for r in synth_rows:
+        print(f"{r.renderer:>18} {r.seconds:>8.2f} {r.per_s:>10.1f} {r.per_s / ref:>12.1f}x")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "http": [asdict(r) for r in http_rows],
             "coadd": [asdict(c) for c in coadd_rows],
-            "synthetic": {"cutouts_per_s": synth_per_s, "seconds": synth_seconds},
+            "synthetic": [asdict(r) for r in synth_rows],
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0

@@ -14,14 +14,21 @@
         'match_radius_arcsec', 'candidate_merge_radius_arcsec', 'name_position_tolerance_arcsec',
         'extra_candidates', 'type_bins', 'fallback_type_bin',
         'pool_max_mag_z', 'pool_min_nobs', 'pool_excluded_maskbits', 'exclusion_radius_arcsec',
-        'n2_definitions', 'n2_presets',
+        'n2_definitions', 'n2_presets', 'n2_share_band',
         'healpix_nside', 'split_seed', 'split_allocations', 'neg_pos_ratio', 'n2_fraction',
         'sampling_seed', 'stratify_by', 'nobs_z_bin_edges', 'psfsize_z_bin_edges', 'mag_z_dered_bin_edges',
         'sampling_topup_max_bin_distance',
         'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
         'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
         'cutout_rate_limit_per_s', 'cutout_max_attempts', 'cutout_backoff_base_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec',
-        'mosaic_per_group', 'audit_n_boot', 'audit_flag_threshold'
+        'cutout_negatives_per_positive', 'mosaic_per_group', 'gallery_per_group', 'audit_n_boot', 'audit_flag_threshold',
+        'finder_weight_tier_a', 'finder_weight_tier_b', 'finder_weight_negative',
+        'finder_tier_b_label_smoothing', 'finder_archs', 'finder_crop', 'finder_shift_px',
+        'finder_max_epochs', 'finder_patience', 'finder_batch_size', 'finder_lr', 'finder_weight_decay',
+        'finder_seed', 'finder_epoch_negatives', 'finder_max_nonfinite_frac', 'finder_device',
+        'finder_threads', 'finder_root', 'finder_retrain', 'finder_fpr_levels',
+        'finder_min_negatives_above', 'finder_n_boot', 'finder_theta_e_bins', 'finder_calibration_bins',
+        'finder_gallery_size', 'finder_min_test_auc'
     ]) }}
 {%- endmacro %}
 

@@ -322,3 +322,30 @@ def test_audit_png_is_written_and_grows_with_the_rows(tmp_path: Path) -> None:
         plots.audit_png(result.drop(columns=["auc_lo", "auc_hi"]), tmp_path / "x.png")
     with pytest.raises(ValueError, match="empty"):
         plots.audit_png(result.iloc[:0], tmp_path / "x.png")
+
+
+def test_flags_need_the_whole_interval_past_the_threshold_and_spare_signal_features() -> None:
+    """A modest shift (AUC ~0.62) is flagged with 2,000 positives but not with 30, where its interval
+    reaches back past 0.6; a signal feature separating the classes completely is reported, not flagged."""
+    rng = np.random.default_rng(21)
+    for n_pos, expect in ((2_000, True), (30, False)):
+        n = 4 * n_pos
+        positive = np.arange(n) < n_pos
+        frame = pd.DataFrame(
+            {
+                "label": positive.astype(int),
+                "shift": rng.normal(size=n) + 0.43 * positive,
+                "annulus_colour_excess": rng.normal(size=n) - 5.0 * positive,
+            }
+        )
+        result = audit.shortcut_audit(
+            frame,
+            split_column=None,
+            n2_column=None,
+            n_boot=300,
+            seed=2,
+            signal_features=["annulus_colour_excess"],
+        ).set_index("feature")
+        assert bool(result.loc["shift", "flagged"]) is expect, result.loc["shift"].to_dict()
+        signal = result.loc["annulus_colour_excess"]
+        assert signal["is_signal"] and not signal["flagged"] and signal["auc"] < 0.05

@@ -13,13 +13,15 @@ import pytest
 from stronglens.cutouts.store import read_cutout
 from tests.pipeline import build_or_fail, lake
 
-SMALL = ("--vars", json.dumps({"cutout_max_positives": 2}))
+SMALL = ("--vars", json.dumps({"cutout_max_positives": 3, "cutout_negatives_per_positive": 30}))
+#: Three positives cannot train a finder (test_training_build covers training end to end).
+NO_TRAINING = ("--exclude", "tag:training")
 
 
 @pytest.fixture(scope="module")
 def cutout_home(sweeps_glob: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("cutout-warehouse")
-    build_or_fail(home, sweeps_glob, *SMALL)
+    build_or_fail(home, sweeps_glob, *SMALL, *NO_TRAINING)
     return home
 
 
@@ -31,8 +33,8 @@ def _frame(home: Path, sql: str) -> pd.DataFrame:
 def test_every_manifest_sample_has_a_valid_cutout(cutout_home: Path) -> None:
     manifest = _frame(cutout_home, "select * from cutout_manifest")
     cutouts = _frame(cutout_home, "select * from cutouts")
-    assert (manifest.label == "positive").sum() == 2
-    assert (manifest.label == "negative").sum() >= 100  # 100 per positive, within their strata
+    assert (manifest.label == "positive").sum() == 3
+    assert (manifest.label == "negative").sum() >= 60  # 30 per positive, within their strata
     assert sorted(cutouts.sample_id) == sorted(manifest.sample_id)
     assert (cutouts.status == "ok").all(), cutouts[cutouts.status != "ok"].reason.tolist()
     row = cutouts.iloc[0]
@@ -49,9 +51,40 @@ def test_qa_audit_and_reports(cutout_home: Path) -> None:
     assert qa.is_usable.all()
     audit = _frame(cutout_home, "select * from shortcut_audit")
     assert {"all", "split"} <= set(audit.scope_kind)
-    assert audit.auc.between(0, 1).all()
+    undefined = audit[audit.auc.isna()]  # colours against r have no r rows
+    assert (
+        set(undefined.feature) <= {"core_colour", "annulus_colour_excess"} and (undefined.band == "r").all()
+    )
+    assert audit.auc.dropna().between(0, 1).all()
+    assert (
+        audit[audit.is_signal].feature.eq("annulus_colour_excess").all()
+        and not audit.flagged[audit.is_signal].any()
+    )
     reports = list((cutout_home / "reports" / "cutouts").glob("*/*.png"))
-    assert {p.name for p in reports} == {"cutout_mosaic.png", "shortcut_audit.png"}
+    names = {p.name for p in reports}
+    assert {"cutout_mosaic.png", "shortcut_audit.png", "gallery_positive.png", "gallery_N1.png"} <= names
+    groups = set(_frame(cutout_home, "select distinct n2_category from cutout_manifest").n2_category.dropna())
+    assert {f"gallery_{g}.png" for g in groups} <= names
+
+
+def test_lens_truth_describes_the_rendered_positives(cutout_home: Path) -> None:
+    """lens_truth holds one row per positive, and the lens it records is the one in the cutout: the
+    stored positive minus the same galaxy rendered unlensed holds the recorded arc flux."""
+    from stronglens.cutouts import render
+
+    truth = _frame(cutout_home, "select * from lens_truth order by sample_id")
+    manifest = _frame(cutout_home, "select * from cutout_manifest order by sample_id")
+    cutouts = _frame(cutout_home, "select * from cutouts order by sample_id")
+    positives = manifest[manifest.is_lens]
+    assert sorted(truth.sample_id) == sorted(positives.sample_id)
+    assert truth.theta_e_arcsec.between(0.5, 4.0).all() and (truth.magnification > 1).all()
+    assert truth.arc_snr.notna().all() and truth.arc_annulus_fraction.between(0, 1).all()
+    row = positives.iloc[[0]]
+    stored, _ = read_cutout(cutouts.set_index("sample_id").path[row.sample_id.iloc[0]])
+    unlensed = render.render_batch(row.assign(is_lens=False), seed=42).cutouts[0]
+    arc_flux = float((stored - unlensed)[:, :, 1].astype(np.float64).sum())
+    recorded = 10 ** (-0.4 * (truth.set_index("sample_id").lensed_mag_r[row.sample_id.iloc[0]] - 22.5))
+    assert arc_flux == pytest.approx(recorded, rel=0.15, abs=0.3)
 
 
 def test_rerun_refetches_only_missing_or_broken(cutout_home: Path, sweeps_glob: str) -> None:

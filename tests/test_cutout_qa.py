@@ -394,3 +394,18 @@ def test_mosaic_png_writes_a_readable_grid(tmp_path: Path) -> None:
         plots.mosaic_png(cutouts, groups[:-1], tmp_path / "x.png")
     with pytest.raises(ValueError, match="titles"):
         plots.mosaic_png(cutouts, groups, tmp_path / "x.png", titles[:3])
+
+
+def test_centroid_offset_and_colours_see_one_sided_blue_light() -> None:
+    """A symmetric red galaxy has its centroid at the centre and no annulus colour excess; adding a
+    blue blob 8 px to one side moves the centroid and makes the annulus bluer than the core."""
+    galaxy = blob(sigma=2.5, flux=50.0)[:, :, None] * np.array([0.4, 1.0, 1.8])
+    arc = blob(sigma=1.5, flux=10.0, dx=8.0)[:, :, None] * np.array([1.0, 1.0, 0.8])
+    images = np.stack([galaxy, galaxy + arc]).astype(np.float32)
+    table = qa.qa_features(images).to_pandas().set_index(["sample_id", "band"])
+    assert table.loc[(0, "r"), "centroid_offset"] < 0.01 < 1.0 < table.loc[(1, "r"), "centroid_offset"]
+    assert table.loc[(0, "g"), "core_colour"] == pytest.approx(-2.5 * np.log10(0.4), abs=0.01)
+    assert np.isnan(table.loc[(0, "r"), "core_colour"])
+    assert abs(table.loc[(0, "g"), "annulus_colour_excess"]) < 0.01
+    assert table.loc[(1, "g"), "annulus_colour_excess"] < -0.3  # the annulus is bluer in g - r
+    assert table.loc[(0, "r"), "outer_noise"] == pytest.approx(0.0, abs=1e-6)

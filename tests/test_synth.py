@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 
 from stronglens import bricks, synth
 from stronglens.schema import MASKBITS, SWEEP_SCHEMA, sweep_filename
+from stronglens.synth import masks, writer
 
 Sky = tuple[synth.SynthReport, pd.DataFrame]
 CANDIDATES = pd.read_csv(synth.DEFAULT_CANDIDATES_CSV)
@@ -294,9 +295,11 @@ def test_lens_candidates_get_realistic_counterparts(full_sky: Sky) -> None:
     assert np.median(sep[within]) == pytest.approx(0.06, abs=0.02)
     hosts = frame.iloc[idx[within]]
     types = hosts.type.value_counts(normalize=True)
-    assert types.reindex(["DEV", "SER", "REX"]).sum() > 0.85 and types.get("DEV", 0) > 0.3
+    # published DR9/DR10 candidates' hosts (DOMAIN.md): SER 54-61%, DEV 15-24%, REX 16-20%, EXP 4-6%
+    assert 0.5 < types.get("SER", 0) < 0.65 and 0.14 < types.get("DEV", 0) < 0.25
+    assert 0.13 < types.get("REX", 0) < 0.23 and types.get("EXP", 0) < 0.08 and types.get("PSF", 0) < 0.01
     mz = _mag(hosts, "z")
-    assert np.mean((mz > 16.3) & (mz < 19.7)) > 0.97
+    assert np.mean((mz > 15.3) & (mz < 20.2)) > 0.97
     gr = _mag(hosts, "g") - _mag(hosts, "r")
     assert np.nanmedian(gr) > 1.3
 
@@ -395,11 +398,12 @@ def test_shapes_follow_tractor_conventions(spread: Sky) -> None:
 
 def test_observing_conditions_are_realistic_and_smooth(spread: Sky) -> None:
     _, df = spread
-    assert df.psfsize_z.between(0.75, 1.9).all() and df.psfsize_g.between(0.85, 2.2).all()
+    # DES-like fields see better (z ~1.0") than DECaLS-like ones (~1.2"): see test_regions
+    assert df.psfsize_z.between(0.65, 1.9).all() and df.psfsize_g.between(0.75, 2.2).all()
     assert 0.85 < df.psfsize_z.median() < 1.5 and (df.psfsize_g > df.psfsize_z).mean() > 0.95
     m5 = {b: -2.5 * (np.log10(5 / np.sqrt(df[f"psfdepth_{b}"])) - 9) for b in "grz"}
     assert all(m5[b].between(21.5, 25.5).all() for b in "grz")
-    assert 23.5 < m5["g"].median() < 24.5 and 22.4 < m5["z"].median() < 23.4
+    assert 23.5 < m5["g"].median() < 24.8 and 22.4 < m5["z"].median() < 23.7
     assert (df.galdepth_z < df.psfdepth_z).all()
     nobs = df[["nobs_g", "nobs_r", "nobs_z"]]
     assert (nobs >= 1).all().all() and nobs.max().max() <= 15
@@ -484,7 +488,7 @@ def test_failed_tile_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def boom(*args: object) -> pa.Table:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth, "_generate_chunk", boom)
+    monkeypatch.setattr(writer, "_generate_chunk", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         synth.generate_sky(str(tmp_path), tiles=["sweep-150p000-155p005"], progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -509,9 +513,9 @@ def test_mask_circles_match_a_brute_force_search() -> None:
         dec_hi = dec_lo + 0.25 * 20
         c_ra, c_dec = rng.uniform(99.0, 106.0, 2000), rng.uniform(dec_lo - 0.1, dec_hi + 0.1, 2000)
         radius = 10 ** rng.uniform(-3.5, -0.8, 2000)  # 1" to 10'
-        circ = synth._Circles(c_ra, c_dec, radius, (1 << rng.integers(0, 17, 2000)).astype(np.int32))
+        circ = masks._Circles(c_ra, c_dec, radius, (1 << rng.integers(0, 17, 2000)).astype(np.int32))
         ra, dec = rng.uniform(100.0, 105.0, n_obj), rng.uniform(dec_lo, dec_hi, n_obj)
-        got = synth._apply_circles(circ, ra, dec, dec_lo, dec_hi)
+        got = masks._apply_circles(circ, ra, dec, dec_lo, dec_hi)
         sep = np.degrees(
             np.arccos(np.clip(_unit(ra, dec) @ _unit(c_ra, c_dec).T, -1.0, 1.0))
         )  # (n_obj, n_circles)
@@ -526,12 +530,12 @@ def test_masks_are_seamless_across_tile_edges() -> None:
     """Every mask circle crossing a shared tile edge is applied by the tiles on both sides."""
     model = synth.SkyModel()
 
-    def crossing_ra_edge(c: synth._Circles, edge: float, dec0: float) -> np.ndarray:
+    def crossing_ra_edge(c: masks._Circles, edge: float, dec0: float) -> np.ndarray:
         d_ra = (c.ra - edge + 180.0) % 360.0 - 180.0
         reach = c.radius / np.cos(np.radians(c.dec))
         return (np.abs(d_ra) < reach) & (c.dec + c.radius > dec0) & (c.dec - c.radius < dec0 + 5)
 
-    def crossing_dec_edge(c: synth._Circles, edge: float, ra0: float) -> np.ndarray:
+    def crossing_dec_edge(c: masks._Circles, edge: float, ra0: float) -> np.ndarray:
         reach = c.radius / np.cos(np.radians(c.dec))
         return (np.abs(c.dec - edge) < c.radius) & (c.ra + reach > ra0) & (c.ra - reach < ra0 + 5)
 
@@ -543,7 +547,7 @@ def test_masks_are_seamless_across_tile_edges() -> None:
     for a, b, crossing in cases:
         seen = []
         for t in (a, b):
-            c = synth._neighbourhood_circles(42, model, t)
+            c = masks._neighbourhood_circles(42, model, t)
             keep = crossing(c)
             seen.append(
                 {

@@ -1,4 +1,5 @@
-"""The ``stronglens`` command line: generate or convert sweeps, build, check, query, list builds, docs."""
+"""The ``stronglens`` command line: generate or convert sweeps, build, check, query, list builds, finder
+metrics, docs."""
 
 from __future__ import annotations
 
@@ -235,6 +236,19 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finder(args: argparse.Namespace) -> int:
+    """Print a finder run's headline metrics (default: the primary run of the current build)."""
+    from stronglens.training.summary import headline
+    from stronglens.warehouse import connect_lake, resolve_snapshot
+
+    con = connect_lake(resolve_snapshot(args.build))
+    try:
+        print(headline(con, args.run, args.split))
+    finally:
+        con.close()
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """Generate the dbt docs site of this warehouse, and serve it on 127.0.0.1 with --serve."""
     from stronglens.dbt_docs import generate_docs, serve_docs
@@ -346,6 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=3, help="newest builds to keep (default 3; at least 1)")
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser(
+        "finder",
+        help="print a lens-finder run's headline metrics",
+        description="Print what a finder run trained (architecture, parameters, epochs, speed, "
+        "checkpoint) and its headline metrics on a split: AUC with its bootstrap CI, recall at each "
+        "fixed FPR with Wilson CIs and the negatives pinning the threshold (or why not measurable), "
+        "TPR0/TPR10 per tier, and the FPR of each N2 confuser category. Everything is in the "
+        "finder_metrics table (stronglens sql).",
+    )
+    p.add_argument("--build", type=int, help="build to read (default: the current build)")
+    p.add_argument("--run", help="finder_runs.run_id (default: the primary run)")
+    p.add_argument("--split", default="test", help="split to report (default test)")
+    p.set_defaults(func=cmd_finder)
 
     p = sub.add_parser(
         "docs",

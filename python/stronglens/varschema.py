@@ -86,6 +86,9 @@ _SCALAR_CHECKS = {
     "number": _is_number,
     "string": lambda v: isinstance(v, str),
 }
+#: Element kinds of a list or map: the scalars, or a nested mapping (e.g. the N2 presets, whose
+#: inner keys the models' own macros validate).
+_ELEMENT_CHECKS = {**_SCALAR_CHECKS, "map": lambda v: isinstance(v, Mapping)}
 
 
 def load_schema(root: Path | None = None) -> dict[str, VarSpec]:
@@ -126,7 +129,7 @@ def _bounds(name: str, value: float, rules: Mapping[str, Any], what: str) -> lis
 
 def _element(name: str, value: Any, kind: str, rules: Mapping[str, Any], what: str) -> list[str]:
     """Type, allowed values and bounds of one scalar (a var, or an element of a list/map)."""
-    if not _SCALAR_CHECKS[kind](value):
+    if not _ELEMENT_CHECKS[kind](value):
         return [f"{name}: {what} {value!r} is not a {kind}"]
     problems = []
     if "allowed" in rules and value not in rules["allowed"]:

@@ -1,11 +1,12 @@
 -- Which samples get cutouts, with everything a cutout source needs -- position, Tractor parameters
--- for the synthetic renderer, the Legacy Survey URL and the store path
--- <split>/<label>/<galaxy_id>.npz: matched positives plus their strata's negatives. The cutouts
+-- for the synthetic renderer, the Legacy Survey URL and the content-keyed store path
+-- <cutout_params_key>/<sample_id>.npz: matched positives plus their strata's negatives. The cutouts
 -- wing starts here (cutout_manifest projects it, int_cutout_neighbour_pairs reads its centres);
 -- it reads the catalogue's intermediates, not its marts, so the DAG flows one way.
 -- cutout_max_positives limits the run to a deterministic subset of positives (lowest sha256 of
--- candidate_id and cutout_seed) and, in each of their strata, neg_pos_ratio negatives per chosen
--- positive (lowest sample_hash first).
+-- candidate_id and cutout_seed) and, in each of their strata, cutout_negatives_per_positive
+-- negatives per chosen positive (lowest sample_hash first: a random subset of the stratum's sampled
+-- negatives, so N1 and every N2 category keep their share).
 
 {%- set max_positives = var('cutout_max_positives', none) %}
 
@@ -61,7 +62,7 @@ wanted_negatives as (
 
     select
         stratum,
-        count(*) * {{ var('neg_pos_ratio') }} as n_wanted
+        count(*) * {{ var('cutout_negatives_per_positive') }} as n_wanted
     from chosen_positives
     group by stratum
 
@@ -130,6 +131,8 @@ final as (
             sweeps.psfsize_{{ band }},
             sweeps.psfdepth_{{ band }},
         {%- endfor %}
+        sweeps.flux_w1,
+        sweeps.flux_w2,
         sweeps.nobs_z,
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
         {{ sql_string(cutout_params_key() ~ '/') }} || cast(samples.galaxy_id as varchar) || '.npz' as path

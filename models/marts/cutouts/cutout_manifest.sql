@@ -33,6 +33,8 @@ final as (
             psfsize_{{ band }},
             psfdepth_{{ band }},
         {%- endfor %}
+        flux_w1,
+        flux_w2,
         nobs_z,
         cutout_url,
         path

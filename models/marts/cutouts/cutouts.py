@@ -15,6 +15,6 @@ def model(dbt, session):
         neighbours = neighbour_offsets(dbt.ref("int_cutout_neighbours").to_arrow_table())
     try:
         previous = session.sql(f"select * from {dbt.this}").to_arrow_table()
-    except Exception:  # noqa: BLE001 - first build: there is no previous cutouts table
+    except Exception:
         previous = None
     return fetch_cutouts(manifest, settings, neighbours=neighbours, previous=previous)

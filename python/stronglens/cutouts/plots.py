@@ -257,3 +257,42 @@ def audit_png(
         figure.suptitle(title, fontsize=11, x=0.02, ha="left")
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.55 / height))
     return _save(figure, path, dpi)
+
+
+def gallery_png(
+    cutouts: NDArray[np.floating],
+    titles: Sequence[str],
+    path: str | Path,
+    *,
+    title: str,
+    n_cols: int = 6,
+    bands: Sequence[str] = ("g", "r", "z"),
+    stretch: RGBStretch | None = None,
+    panel_inches: float = 1.6,
+    dpi: int = 110,
+) -> Path:
+    """A grid of RGB composites of one group (an N2 category, N1 or the positives), each panel
+    titled (e.g. the sample id and, for positives, theta_E), written as PNG at ``path``."""
+    images = np.asarray(cutouts)
+    if images.ndim != 4 or len(titles) != images.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"gallery_png: need (N>0, H, W, bands) cutouts and N titles, got {images.shape}")
+    n = images.shape[0]
+    cols = min(n_cols, n)
+    rows = -(-n // cols)
+    rgb = rgb_composite(images, bands, stretch)
+    figure = Figure(figsize=(cols * panel_inches, rows * (panel_inches + 0.22) + 0.5), dpi=dpi)
+    top = 1 - 0.5 / (rows * 1.8 + 0.5)
+    grid = figure.add_gridspec(
+        rows, cols, left=0.01, right=0.99, bottom=0.01, top=top, wspace=0.04, hspace=0.25
+    )
+    for k in range(rows * cols):
+        ax = figure.add_subplot(grid[k // cols, k % cols])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k < n:
+            ax.imshow(rgb[k], origin="lower", interpolation="nearest")
+            ax.set_title(str(titles[k]), fontsize=7, pad=2)
+        else:
+            ax.set_axis_off()
+    figure.suptitle(title, fontsize=11)
+    return _save(figure, path, dpi)

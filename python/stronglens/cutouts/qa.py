@@ -54,6 +54,17 @@ must be square with an odd side -- 101 for the Legacy Survey cutouts):
     which must not differ between positives and negatives (e.g. arcs pasted in by a different
     pipeline, or positives fetched over HTTP and negatives cut from coadds).
 
+``centroid_offset``
+    distance (px) of the light-weighted centroid (positive background-subtracted pixels within
+    ``asymmetry_radius``) from the central pixel: one-sided arcs pull it; so do neighbours, knots,
+    tails and companions -- if only positives had asymmetric light it would be a one-number shortcut.
+``outer_noise``
+    robust sigma (1.4826 MAD) of the background annulus: the sky noise far from the galaxy.
+``core_colour``, ``annulus_colour_excess``
+    ``m_band - m_r`` in the smallest aperture (r rows: NaN), and the same colour in the 4-16 px
+    annulus minus the core's: arcs are the annulus light of another colour, so the excess is the
+    lensing signal itself (the audit lists it as a signal feature, expected to differ).
+
 Undefined values are NaN: percentiles, MAD and background of a band without finite pixels;
 ``asymmetry`` and ``hf_power_frac`` of a band that is flat after background subtraction.
 
@@ -91,7 +102,11 @@ PIXEL_FEATURES = (
     "mad",
     "background",
 )
-SHAPE_FEATURES = ("asymmetry", "hf_power_frac")
+SHAPE_FEATURES = ("asymmetry", "hf_power_frac", "centroid_offset", "outer_noise")
+#: Colours against the r band (NaN on the r rows): of the core, and of the arc annulus relative to
+#: the core -- the lensing *signal*, expected to differ (the audit reports it separately).
+COLOUR_FEATURES = ("core_colour", "annulus_colour_excess")
+SIGNAL_FEATURES = ("annulus_colour_excess",)
 _PERCENTILES = (0.01, 0.50, 0.99)
 
 
@@ -152,7 +167,7 @@ class QAConfig:
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """All numeric feature columns of :func:`qa_features`, in table order."""
-        return (*PIXEL_FEATURES, *self.aperture_columns, *SHAPE_FEATURES)
+        return (*PIXEL_FEATURES, *self.aperture_columns, *SHAPE_FEATURES, *COLOUR_FEATURES)
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,8 @@ class _Geometry:
     core: NDArray[np.float64]  # (P,) 0/1: inside the largest aperture
     background_index: NDArray[np.intp]  # flat indices of the background annulus
     asymmetry: NDArray[np.bool_]  # (P,) inside the asymmetry aperture (point-symmetric set)
+    offsets: NDArray[np.float64]  # (P_asym, 2) pixel offsets (row, col) from the centre in that aperture
+    arc_annulus: NDArray[np.float64]  # (P,) 0/1: radii 4-16 px from the centre, where arcs lie
     hf_weight: NDArray[np.float64]  # (side, side // 2 + 1) rfft2 weights of high-frequency cells
     ac_weight: NDArray[np.float64]  # same, every cell but DC
 
@@ -198,6 +215,10 @@ def _geometry(side: int, config: QAConfig) -> _Geometry:
         core=(radius <= largest).astype(np.float64),
         background_index=background_index,
         asymmetry=radius <= config.asymmetry_radius,
+        offsets=np.stack([rows.ravel() - centre, cols.ravel() - centre], axis=1)[
+            radius <= config.asymmetry_radius
+        ],
+        arc_annulus=((radius >= 4.0) & (radius < 16.0)).astype(np.float64),
         hf_weight=ac * high,
         ac_weight=ac,
     )
@@ -282,6 +303,33 @@ def _batch_features(
         columns[name] = core_flux[:, j]
     columns["asymmetry"] = asymmetry
     columns["hf_power_frac"] = hf
+    # light-weighted centroid within the asymmetry aperture (negative noise pixels weigh nothing):
+    # an arc on one side pulls it off the centre; so must neighbours, knots and tails of negatives
+    light = np.maximum(inside, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # row-wise sums, not a matrix product: BLAS rounding would depend on the batch size
+        total = light.sum(axis=1, keepdims=True)
+        centroid = np.stack([(light * geometry.offsets[:, k]).sum(axis=1) for k in (0, 1)], axis=1) / total
+    columns["centroid_offset"] = np.hypot(centroid[:, 0], centroid[:, 1])
+    # sky noise far from the galaxy (robust sigma of the background annulus about its median)
+    spread = np.abs(annulus - background.astype(annulus.dtype)[:, None])
+    spread.sort(axis=1)
+    (outer_mad,) = _sorted_quantiles(spread, np.isfinite(annulus).sum(axis=1), (0.5,)).T
+    columns["outer_noise"] = 1.4826 * outer_mad
+    # colours against r (band-major rows: cutout k, band b is row k * n_bands + b)
+    arc_flux = (residual.astype(np.float64) * geometry.arc_annulus).sum(axis=1).reshape(n, n_bands)
+    core = core_flux[:, 0].reshape(n, n_bands)
+    r = n_bands // 2  # g, r, z: the middle band is the reference
+
+    def colour(flux: NDArray[np.float64]) -> NDArray[np.float64]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = -2.5 * np.log10(flux / flux[:, [r]])
+        c[:, r] = np.nan
+        return np.where(np.isfinite(c), c, np.nan)
+
+    core_colour = colour(core)
+    columns["core_colour"] = core_colour.ravel()
+    columns["annulus_colour_excess"] = (colour(arc_flux) - core_colour).ravel()
     shaped = {k: v.reshape(n, n_bands) for k, v in columns.items()}
     return shaped, core_nonfinite.reshape(n, n_bands)
 
@@ -368,7 +416,9 @@ def qa_features(
         "band": pa.array(np.tile(np.asarray(bands, dtype=object), n), type=pa.string()),
     }
     for name in config.feature_columns:
-        columns[name] = pa.array(features[name].ravel(), type=pa.float64())
+        values = features[name].ravel()
+        mask = np.isnan(values) if name in COLOUR_FEATURES else None  # r rows: null, not NaN
+        columns[name] = pa.array(values, type=pa.float64(), mask=mask)
     columns["is_usable"] = pc.is_null(reason).take(pa.array(per_cutout_rows))
     columns["unusable_reason"] = reason.take(pa.array(per_cutout_rows))
     return pa.table(columns)

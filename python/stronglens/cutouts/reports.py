@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stronglens.cutouts.audit import shortcut_audit
-from stronglens.cutouts.plots import audit_png, mosaic_png
-from stronglens.cutouts.qa import qa_features
+from stronglens.cutouts.plots import audit_png, gallery_png, mosaic_png
+from stronglens.cutouts.qa import BANDS, SIGNAL_FEATURES, qa_features
 from stronglens.cutouts.store import read_cutout
 
 #: Label columns the audit groups by, from the manifest.
@@ -34,6 +34,7 @@ AUDIT_COLUMNS = {
     "auc_lo": "float64",
     "auc_hi": "float64",
     "flagged": "bool",
+    "is_signal": "bool",
     "note": "string",
 }
 
@@ -79,9 +80,19 @@ def audit_table(
     """The shortcut audit of the usable cutouts' QA features (label 1 = positive)."""
     frame = _labelled(qa, manifest)
     frame = frame[frame["is_usable"]].drop(columns=["is_usable", "unusable_reason"])
+    # the catalogue seeing of each band: positives observed in better or worse seeing would let a
+    # CNN key on PSF size
+    names = manifest.column_names
+    if all(f"psfsize_{b}" in names for b in BANDS):
+        psf = manifest.select(["sample_id", *(f"psfsize_{b}" for b in BANDS)]).to_pandas()
+        psf = psf.melt(id_vars="sample_id", var_name="band", value_name="psf_fwhm")
+        psf["band"] = psf["band"].str.removeprefix("psfsize_")
+        frame = frame.merge(psf.astype({"sample_id": str}), on=["sample_id", "band"], how="left")
     if frame.empty:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in AUDIT_COLUMNS.items()})
-    return shortcut_audit(frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold)
+    return shortcut_audit(
+        frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold, signal_features=SIGNAL_FEATURES
+    )
 
 
 def write_mosaic(
@@ -125,3 +136,50 @@ def write_audit_plot(audit: pd.DataFrame, out_dir: str, flag_threshold: float) -
         return None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return audit_png(audit, Path(out_dir) / "shortcut_audit.png", flag_threshold=flag_threshold)
+
+
+def write_galleries(
+    cutouts: pa.Table,
+    manifest: pa.Table,
+    lens_truth: pa.Table | None,
+    out_dir: str,
+    per_group: int,
+    seed: int,
+    shape: tuple[int, int, int],
+) -> list[Path]:
+    """One gallery PNG per group -- ``gallery_positive.png`` (titled with theta_E and arc S/N from
+    ``lens_truth``), ``gallery_N1.png`` and ``gallery_<N2 category>.png`` -- of ``per_group``
+    seeded random stored cutouts each, so a reader can see what every class looks like."""
+    ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok")).select(["sample_id", "path"]).to_pandas()
+    frame = ok.merge(manifest.select(["sample_id", "label", "n2_category"]).to_pandas(), on="sample_id")
+    if frame.empty:
+        return []
+    frame["group"] = np.where(frame["label"] == "positive", "positive", frame["n2_category"].fillna("N1"))
+    truth = pd.DataFrame(columns=["sample_id", "theta_e_arcsec", "arc_snr"])
+    if lens_truth is not None and lens_truth.num_rows:
+        truth = lens_truth.select(["sample_id", "theta_e_arcsec", "arc_snr"]).to_pandas()
+    frame = frame.merge(truth, on="sample_id", how="left")
+    rng = np.random.default_rng(seed)
+    written = []
+    for group, members in sorted(frame.groupby("group"), key=lambda item: str(item[0])):
+        picked = members.iloc[rng.permutation(len(members))[:per_group]]
+        if group == "positive":
+            titles = [
+                f'{t:.2f}" S/N {s:.0f}' if np.isfinite(t) else str(sid)
+                for sid, t, s in zip(picked.sample_id, picked.theta_e_arcsec.astype(float),
+                                     picked.arc_snr.astype(float), strict=True)
+            ]  # fmt: skip
+            title = f"Positives (n={len(members)}): theta_E and arc S/N"
+        else:
+            titles = [str(sid)[-8:] for sid in picked.sample_id]
+            title = f"{group} negatives (n={len(members)})"
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(group))
+        written.append(
+            gallery_png(
+                load_cutouts(picked["path"].tolist(), shape),
+                titles,
+                Path(out_dir) / f"gallery_{safe}.png",
+                title=f"{title} (RGB = z, r, g; asinh)",
+            )
+        )
+    return written

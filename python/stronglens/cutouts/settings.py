@@ -38,6 +38,7 @@ VARS = {
     "backoff_base_s": "cutout_backoff_base_s",
     "coadd_root": "cutout_coadd_root",
     "mosaic_per_group": "mosaic_per_group",
+    "gallery_per_group": "gallery_per_group",
     "audit_n_boot": "audit_n_boot",
     "audit_flag_threshold": "audit_flag_threshold",
 }
@@ -67,6 +68,7 @@ class CutoutSettings:
     backoff_base_s: float
     coadd_root: str | None
     mosaic_per_group: int
+    gallery_per_group: int
     audit_n_boot: int
     audit_flag_threshold: float
 

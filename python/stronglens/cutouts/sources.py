@@ -92,9 +92,8 @@ class SyntheticSource:
         todo: pa.Table, settings: CutoutSettings, neighbours: pa.Table | None, batch_size: int
     ) -> Iterator[FetchResult]:
         from stronglens.cutouts.render import BANDS, RenderConfig, render_batch
-        from stronglens.lensing import PixelGrid
 
-        config = RenderConfig(grid=PixelGrid(n_pix=settings.size, pixel_scale=settings.pixscale))
+        config = RenderConfig(n_pix=settings.size, pixel_scale=settings.pixscale)
         channels = [BANDS.index(b) for b in settings.bands]
         for start in range(0, todo.num_rows, batch_size):
             batch = todo.slice(start, batch_size)

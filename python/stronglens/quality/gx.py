@@ -49,9 +49,12 @@ class SuiteOutcome:
     failures: tuple[Failure, ...] = ()
     error: str | None = None
     page: str | None = None
+    skipped: str | None = None
 
     def lines(self) -> list[str]:
         """The console summary of this suite: a header line and one line per failure."""
+        if self.skipped is not None:
+            return [f"{self.suite:<22} skip   {self.skipped}"]
         if self.error is not None:
             return [f"{self.suite:<22} ERROR  {self.error}"]
         status = "ok    " if self.success else "FAILED"

@@ -30,6 +30,9 @@ THRESHOLDS_ENV = "STRONGLENS_THRESHOLDS"
 
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _SUITE_KEYS = {"description", "frame", "row_key", "expectations"}
+#: Optional suite key: lake tables the frame reads that only some builds make (e.g. the training
+#: marts, absent from a `--exclude tag:training` build); the suite is skipped when one is missing.
+_OPTIONAL_SUITE_KEYS = {"requires"}
 
 
 class QualityConfigError(ValueError):
@@ -56,6 +59,7 @@ class SuiteDefinition:
     expectations: tuple[ExpectationSpec, ...]
     path: Path
     frame_path: Path
+    requires: tuple[str, ...] = ()
 
     def frame_parameter_names(self) -> set[str]:
         """The DuckDB named parameters (``$name``) of the frame SQL, comments excluded."""
@@ -93,7 +97,7 @@ def load_suite(path: Path) -> SuiteDefinition:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise QualityConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, Mapping) or set(raw) != _SUITE_KEYS:
+    if not isinstance(raw, Mapping) or set(raw) - _OPTIONAL_SUITE_KEYS != _SUITE_KEYS:
         found = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
         raise QualityConfigError(
             f"{path}: a suite file has exactly the keys {sorted(_SUITE_KEYS)}; found {found}"
@@ -113,6 +117,7 @@ def load_suite(path: Path) -> SuiteDefinition:
         expectations=specs,
         path=path,
         frame_path=frame_path,
+        requires=tuple(raw.get("requires") or ()),
     )
 
 
