@@ -28,7 +28,16 @@
         'finder_seed', 'finder_epoch_negatives', 'finder_max_nonfinite_frac', 'finder_device',
         'finder_threads', 'finder_root', 'finder_retrain', 'finder_fpr_levels',
         'finder_min_negatives_above', 'finder_n_boot', 'finder_theta_e_bins', 'finder_calibration_bins',
-        'finder_gallery_size', 'finder_min_test_auc'
+        'finder_gallery_size', 'finder_min_test_auc',
+        'selection_function_enabled', 'realism_score_distributions_enabled', 'injection_theta_e_arcsec',
+        'injection_psf_fwhm_arcsec', 'injection_depth_mag', 'injections_per_cell', 'injection_seed',
+        'injection_priors_file', 'injection_min_hosts_per_cell', 'injection_max_hosts_per_cell',
+        'injection_supersample', 'injection_supersample_threshold', 'injection_compile', 'injection_batch_size',
+        'injection_poisson_noise', 'injection_arc_gain_e_per_nmgy', 'injection_annulus_halfwidth_arcsec',
+        'injection_device', 'injection_finder_class', 'injection_fpr_targets', 'injection_score_thresholds',
+        'injection_arc_snr_edges', 'injection_lensed_mag_edges', 'injection_gallery_per_cell',
+        'realism_probe_max_injections', 'realism_probe_folds', 'realism_probe_n_boot', 'realism_probe_l2',
+        'realism_probe_max_auc'
     ]) }}
 {%- endmacro %}
 
