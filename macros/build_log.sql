@@ -115,8 +115,14 @@
 {% endmacro %}
 
 {#- Spark: the same log as a Parquet table; Parquet tables have no snapshots, so snapshot_id is
-    null and a build's outputs are the tables as they are now (README "Running on a cluster"). -#}
+    null and a build's outputs are the tables as they are now (README "Running on a cluster").
+    build_checks (written by `stronglens check` on DuckDB) exists empty, so build_runs builds and
+    shows every Spark build 'unchecked'; a hook runs one statement, hence run_query for it. -#}
 {% macro spark__create_build_log() %}
+    {%- if execute -%}
+        {%- do run_query("create table if not exists " ~ target.schema ~ ".build_checks ("
+            ~ "build_id int, checked_at timestamp, success boolean, summary string) using parquet") -%}
+    {%- endif %}
     create table if not exists {{ target.schema }}.build_log (
         build_id int,
         invocation_id string,

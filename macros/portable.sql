@@ -120,3 +120,19 @@
         aggregate(zip_with({{ a }}, {{ b }}, (x, y) -> abs(x - y)), 0, (total, step) -> total + step)
     end
 {%- endmacro %}
+
+{#- `string_agg(expr, delimiter order by order_expr)`: every value, in order_expr order, joined. -#}
+{% macro string_agg_ordered(expr, order_expr, delimiter) -%}
+    {{ return(adapter.dispatch('string_agg_ordered', 'stronglens')(expr, order_expr, delimiter)) }}
+{%- endmacro %}
+
+{% macro default__string_agg_ordered(expr, order_expr, delimiter) -%}
+    string_agg({{ expr }}, '{{ delimiter }}' order by {{ order_expr }})
+{%- endmacro %}
+
+{% macro spark__string_agg_ordered(expr, order_expr, delimiter) -%}
+    array_join(
+        transform(array_sort(collect_list(named_struct('k', {{ order_expr }}, 'v', {{ expr }}))), s -> s.v),
+        '{{ delimiter }}'
+    )
+{%- endmacro %}
