@@ -1,6 +1,7 @@
 -- Which samples get cutouts, with everything a cutout source needs -- position, Tractor parameters
--- for the synthetic renderer, the Legacy Survey URL and the content-keyed store path
--- <cutout_params_key>/<sample_id>.npz: matched positives plus their strata's negatives. The cutouts
+-- for the synthetic renderer and the Legacy Survey URL: matched positives plus their strata's
+-- negatives (the content-keyed store path is derived in cutout_manifest, which every cutouts
+-- build rebuilds, so it always follows the build's own render/fetch vars). The cutouts
 -- wing starts here (cutout_manifest projects it, int_cutout_neighbour_pairs reads its centres);
 -- it reads the catalogue's intermediates, not its marts, so the DAG flows one way.
 -- cutout_max_positives limits the run to a deterministic subset of positives (lowest sha256 of
@@ -134,8 +135,7 @@ final as (
         sweeps.flux_w1,
         sweeps.flux_w2,
         sweeps.nobs_z,
-        {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url,
-        {{ sql_string(cutout_params_key() ~ '/') }} || cast(samples.galaxy_id as varchar) || '.npz' as path
+        {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url
 
     from samples
     inner join sweeps on sweeps.galaxy_id = samples.galaxy_id

@@ -1,6 +1,7 @@
 -- What the cutout models fetch, one row per sample: the selection of int_cutout_samples_selected
 -- (matched positives, a deterministic subset of cutout_max_positives, plus their strata's
--- negatives) with the store path, the Legacy Survey URL and the Tractor parameters a source needs.
+-- negatives) with the content-keyed store path <cutout_params_key>/<sample_id>.npz, the Legacy
+-- Survey URL and the Tractor parameters a source needs.
 
 with
 
@@ -37,7 +38,8 @@ final as (
         flux_w2,
         nobs_z,
         cutout_url,
-        path
+        -- keyed by content (the render/fetch vars of this build), never by split
+        {{ sql_string(cutout_params_key() ~ '/') }} || sample_id || '.npz' as path
 
     from selected
 
