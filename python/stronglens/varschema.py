@@ -171,17 +171,9 @@ def check_value(spec: VarSpec, value: Any, resolved: Mapping[str, Any]) -> list[
         if not isinstance(value, Mapping):
             return [f"{name}: {value!r} is not a mapping"]
         item_kind = rules.get("items", "number")
-        if item_kind == "map":
-            # a map of maps (n2_presets): their contents are checked where they are used (macros)
-            problems = [
-                f"{name}: value of {k!r} {v!r} is not a mapping"
-                for k, v in value.items()
-                if not isinstance(v, Mapping)
-            ]
-        else:
-            problems = [
-                p for k, v in value.items() for p in _element(name, v, item_kind, rules, f"value of {k!r}")
-            ]
+        problems = [
+            p for k, v in value.items() for p in _element(name, v, item_kind, rules, f"value of {k!r}")
+        ]
         if "keys" in rules and sorted(value) != sorted(rules["keys"]):
             problems.append(f"{name}: keys must be exactly {sorted(rules['keys'])}, got {sorted(value)}")
         if len(value) < rules.get("min_items", 0):
