@@ -55,21 +55,21 @@
     Anything else is null (and refused by validate_candidate_lists). -#}
 {% macro normalised_grade(expr) -%}
     case
-        when upper(trim(cast({{ expr }} as varchar))) in ('A', 'B', 'C') then upper(trim(cast({{ expr }} as varchar)))
-        when lower(trim(cast({{ expr }} as varchar))) = 'confident' then 'A'
-        when lower(trim(cast({{ expr }} as varchar))) = 'probable' then 'B'
-        when lower(trim(cast({{ expr }} as varchar))) = 'possible' then 'C'
+        when upper(trim(cast({{ expr }} as string))) in ('A', 'B', 'C') then upper(trim(cast({{ expr }} as string)))
+        when lower(trim(cast({{ expr }} as string))) = 'confident' then 'A'
+        when lower(trim(cast({{ expr }} as string))) = 'probable' then 'B'
+        when lower(trim(cast({{ expr }} as string))) = 'possible' then 'C'
     end
 {%- endmacro %}
 
 {#- The position encoded in a name's first 'DESI-RRR.RRRR+DD.DDDD' part (aliases joined by ' | '
     are searched too); null when there is none. -#}
 {% macro desi_name_ra(name) -%}
-    try_cast(regexp_extract({{ name }}, 'DESI-([0-9]+\.[0-9]+)([+-][0-9]+\.[0-9]+)', 1) as double)
+    try_cast(regexp_extract({{ name }}, 'DESI-([0-9]+[.][0-9]+)([+-][0-9]+[.][0-9]+)', 1) as double)
 {%- endmacro %}
 
 {% macro desi_name_dec(name) -%}
-    try_cast(regexp_extract({{ name }}, 'DESI-([0-9]+\.[0-9]+)([+-][0-9]+\.[0-9]+)', 2) as double)
+    try_cast(regexp_extract({{ name }}, 'DESI-([0-9]+[.][0-9]+)([+-][0-9]+[.][0-9]+)', 2) as double)
 {%- endmacro %}
 
 {#- Fail with the file, row and column of any unusable candidate: missing columns, coordinates that
@@ -79,8 +79,8 @@
     {%- for path in paths -%}
       {%- set cols = candidate_list_columns(path) -%}
       {%- set bad -%}
-        select file_row_number, {{ cols['name'] }}, cast({{ cols['ra'] }} as varchar),
-            cast({{ cols['dec'] }} as varchar), cast({{ cols['grade'] }} as varchar)
+        select file_row_number, {{ cols['name'] }}, cast({{ cols['ra'] }} as string),
+            cast({{ cols['dec'] }} as string), cast({{ cols['grade'] }} as string)
         from {{ candidate_list_reader(path) }}
         where try_cast({{ cols['ra'] }} as double) is null or try_cast({{ cols['dec'] }} as double) is null
             or isnan(try_cast({{ cols['ra'] }} as double)) or isnan(try_cast({{ cols['dec'] }} as double))

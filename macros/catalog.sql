@@ -35,7 +35,7 @@
     case
         {%- for name in allocations | sort %}
         {%- set ns.cumulative = ns.cumulative + allocations[name] %}
-        when {{ sha256_unit_interval("cast(" ~ healpix ~ " as varchar) || '_" ~ seed ~ "'") }} < {{ ns.cumulative }}
+        when {{ sha256_unit_interval("cast(" ~ healpix ~ " as string) || '_" ~ seed ~ "'") }} < {{ ns.cumulative }}
             then '{{ name }}'
         {%- endfor %}
         else 'train'
@@ -87,16 +87,16 @@
 {#- Bin indices of the non-type stratum dimensions, in stratify_by order, as an integer list: the
     N1 top-up measures how far two strata are apart by the sum of |index differences|. -#}
 {% macro stratum_bin_indices(rel) -%}
-    [
+    {%- set indices = [] -%}
     {%- for dim in stratify_dimensions() if dim != 'type' -%}
-        {{ bin_index(rel ~ '.' ~ dim, var(dim ~ '_bin_edges')) }}{{ ", " if not loop.last }}
+        {%- do indices.append(bin_index(rel ~ '.' ~ dim, var(dim ~ '_bin_edges'))) -%}
     {%- endfor -%}
-    ]::integer[]
+    {{ int_array(indices) }}
 {%- endmacro %}
 
 {#- Bin steps between two stratum_bin_indices lists. -#}
 {% macro bin_distance(a, b) -%}
-    list_sum(list_transform(list_zip({{ a }}, {{ b }}), x -> abs(x[1] - x[2])))
+    {{ abs_diff_sum(a, b) }}
 {%- endmacro %}
 
 {#- The N2 categories a preset may define, and the pool columns its min_/max_ cuts may use. -#}

@@ -15,7 +15,8 @@
 {%- endmacro %}
 
 {% macro spark__sha256_unit_interval(text_expr) -%}
-    cast(conv(substr(sha2({{ text_expr }}, 256), 1, 8), 16, 10) as bigint) / 4294967296.0
+    {#- a DOUBLE divisor: 4294967296.0 is a DECIMAL literal in Spark, which would round the result -#}
+    cast(conv(substr(sha2({{ text_expr }}, 256), 1, 8), 16, 10) as bigint) / 4294967296e0
 {%- endmacro %}
 
 {#- Integer division of non-negative BIGINTs (DuckDB's `/` is float division). -#}

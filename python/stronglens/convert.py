@@ -544,7 +544,12 @@ def _write_parquet(
     name = os.path.basename(layout.path)
     with (
         pq.ParquetWriter(
-            dest, schema, compression=PARQUET_COMPRESSION, use_dictionary=_dictionary_columns(schema)
+            dest,
+            schema,
+            compression=PARQUET_COMPRESSION,
+            use_dictionary=_dictionary_columns(schema),
+            # CRC32 per page, verified by the sweep validation (stronglens.sweep_validation)
+            write_page_checksum=True,
         ) as writer,
         tqdm(total=layout.n_rows, unit="rows", unit_scale=True, desc=name, disable=not progress) as bar,
     ):

@@ -1,27 +1,74 @@
-"""dbt-duckdb plugin: give dbt's DuckDB connection the S3 secret of :mod:`stronglens.storage`.
+"""dbt-duckdb plugin: what every DuckDB connection dbt opens needs from the Python package.
 
-Why a plugin rather than a ``secrets:`` block in ``profiles.yml``: the S3 settings (credentials,
-session token, region, endpoint, URL style, SSL) are derived from the ``AWS_*`` environment in one
-place, :func:`stronglens.storage.s3_settings_from_env`, for pyarrow, DuckDB and dbt alike.  A second
-derivation in Jinja had already drifted (it dropped ``AWS_SESSION_TOKEN``, so temporary credentials
-worked in Python but not in dbt).  dbt-duckdb runs :meth:`Plugin.configure_connection` after loading
-the extensions and before attaching the DuckLake catalog, so an ``s3://`` data path is readable.
+``profiles.yml`` names it under ``plugins:`` (``module: stronglens.dbt_plugin``). On every connection
+:meth:`Plugin.configure_connection` (run after the extensions load and before the DuckLake catalog is
+attached, so an ``s3://`` data path is readable):
 
-``profiles.yml`` names it under ``plugins:`` (``module: stronglens.dbt_plugin``).
+1. creates the S3 secret of :mod:`stronglens.storage`. Why here rather than a ``secrets:`` block in
+   ``profiles.yml``: the S3 settings (credentials, session token, region, endpoint, URL style, SSL)
+   are derived from the ``AWS_*`` environment in one place,
+   :func:`stronglens.storage.s3_settings_from_env`, for pyarrow, DuckDB and dbt alike. A second
+   derivation in Jinja had already drifted (it dropped ``AWS_SESSION_TOKEN``, so temporary
+   credentials worked in Python but not in dbt).
+2. registers the sweep-validation functions ``stronglens_sweep_fingerprint(path)`` and
+   ``stronglens_decode_sweep(path, columns)`` that the validation macro calls (see
+   :mod:`stronglens.sweep_validation` for why they are Python). Both take Arrow batches of paths and
+   work on the files of a batch in parallel threads (pyarrow releases the GIL while it reads and
+   decodes), one call per batch of files, never per row of a file.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import pyarrow as pa
 from dbt.adapters.duckdb.plugins import BasePlugin
+from duckdb import DuckDBPyConnection
 
+from stronglens import sweep_validation
 from stronglens.storage import duckdb_secret_sql, s3_settings_from_env
 
 
-class Plugin(BasePlugin):
-    """Creates the temporary S3 secret on every connection dbt opens."""
+def _parallel(function: Callable[..., str], *columns: pa.Array) -> pa.Array:
+    """Apply ``function`` to the rows of ``columns`` on a thread pool; a string array back."""
+    rows = list(zip(*(c.to_pylist() for c in columns), strict=True))
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return pa.array(list(pool.map(lambda row: function(*row), rows)), pa.string())
 
-    def configure_connection(self, conn: Any) -> None:
-        """Create the secret from the current ``AWS_*`` environment (a config error names the variable)."""
+
+def _fingerprints(paths: pa.Array) -> pa.Array:
+    return _parallel(sweep_validation.fingerprint, paths)
+
+
+def _decode(path: str, columns: str) -> str:
+    return sweep_validation.decode_problem(path, [c.strip() for c in columns.split(",") if c.strip()])
+
+
+def _decodes(paths: pa.Array, columns: pa.Array) -> pa.Array:
+    return _parallel(_decode, paths, columns)
+
+
+class Plugin(BasePlugin):
+    """Creates the S3 secret and adds the two sweep-validation scalar functions."""
+
+    def configure_connection(self, conn: DuckDBPyConnection) -> None:
+        """Create the S3 secret (errors name the ``AWS_*`` variable), then the functions."""
         conn.execute(duckdb_secret_sql(s3_settings_from_env()))
+        conn.create_function(
+            "stronglens_sweep_fingerprint",
+            _fingerprints,
+            ["VARCHAR"],
+            "VARCHAR",
+            type="arrow",
+            side_effects=True,
+        )
+        conn.create_function(
+            "stronglens_decode_sweep",
+            _decodes,
+            ["VARCHAR", "VARCHAR"],
+            "VARCHAR",
+            type="arrow",
+            side_effects=True,
+        )

@@ -53,7 +53,7 @@ final as (
     select
         r_id as galaxy_id,
         min(sep_arcsec) as nearest_candidate_arcsec,
-        left(arg_min(l_id, sep_arcsec), length(arg_min(l_id, sep_arcsec)) - 2) as nearest_candidate_id,
+        left(min_by(l_id, sep_arcsec), length(min_by(l_id, sep_arcsec)) - 2) as nearest_candidate_id,
         count(distinct left(l_id, length(l_id) - 2)) as n_candidates_within
 
     from pairs

@@ -64,7 +64,7 @@ final as (
 
     select
         galaxy_id,
-        arg_min(neighbour_id, sep_arcsec) as merger_neighbour_id,
+        min_by(neighbour_id, sep_arcsec) as merger_neighbour_id,
         min(sep_arcsec) as merger_neighbour_arcsec,
         count(*) as n_merger_neighbours
 

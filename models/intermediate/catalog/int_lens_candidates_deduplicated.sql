@@ -12,7 +12,7 @@ candidates as (
 
     select
         *,
-        grade || '|' || lpad(cast(catalog_rank as varchar), 4, '0') || '|' || candidate_id as merge_rank
+        grade || '|' || lpad(cast(catalog_rank as string), 4, '0') || '|' || candidate_id as merge_rank
     from {{ ref('int_lens_candidates_unioned') }}
 
 ),
@@ -86,13 +86,13 @@ grouped as (
 
     select
         representatives.group_rank,
-        string_agg(distinct candidates.name, ' | ' order by candidates.name) as merged_names,
-        string_agg(distinct candidates.catalog, ' | ' order by candidates.catalog) as catalogs,
+        {{ string_agg_distinct('candidates.name', ' | ') }} as merged_names,
+        {{ string_agg_distinct('candidates.catalog', ' | ') }} as catalogs,
         count(*) as n_listings,
         -- the best-ranked listing that carries a DESI- name gives the name position
-        arg_min(candidates.name_ra, candidates.merge_rank) filter (where candidates.name_ra is not null)
+        min_by(candidates.name_ra, candidates.merge_rank) filter (where candidates.name_ra is not null)
             as name_ra,
-        arg_min(candidates.name_dec, candidates.merge_rank) filter (where candidates.name_ra is not null)
+        min_by(candidates.name_dec, candidates.merge_rank) filter (where candidates.name_ra is not null)
             as name_dec
 
     from candidates

@@ -118,7 +118,7 @@ stage1_ranked as (
 final as (
 
     select
-        * exclude (take, class_rank),
+        {{ star_except(['take', 'class_rank']) }},
         stratum as sampled_for_stratum,
         1 as sampling_stage
 

@@ -46,8 +46,10 @@ stage2 as (
 
 final as (
 
+    -- stage1 and stage2 have the same columns in the same order: the pool's, then
+    -- sampled_for_stratum, sampling_stage, topup_distance
     select * from stage1
-    union all by name
+    union all
     select * from stage2
 
 )

@@ -55,7 +55,7 @@ short_bins as (
 
 ),
 
-spare_0 as materialized (
+spare_0 as {{ cte_materialized() }} (
 
     select
         pool.galaxy_id,
@@ -72,7 +72,7 @@ spare_0 as materialized (
 
 ),
 
-remaining_0 as materialized (
+remaining_0 as {{ cte_materialized() }} (
 
     select
         stratum,
@@ -89,7 +89,7 @@ taken_0 as (
 
     select
         cast(null as bigint) as galaxy_id,
-        cast(null as varchar) as receiver,
+        cast(null as string) as receiver,
         cast(null as integer) as topup_distance
     where false
 
@@ -160,7 +160,7 @@ offered_{{ k }} as (
 
 ),
 
-taken_{{ k }} as materialized (
+taken_{{ k }} as {{ cte_materialized() }} (
 
     select
         galaxy_id,
@@ -171,7 +171,7 @@ taken_{{ k }} as materialized (
 
 ),
 
-remaining_{{ k }} as materialized (
+remaining_{{ k }} as {{ cte_materialized() }} (
 
     select
         remaining_{{ k - 1 }}.stratum,
@@ -191,7 +191,7 @@ remaining_{{ k }} as materialized (
 
 ),
 
-spare_{{ k }} as materialized (
+spare_{{ k }} as {{ cte_materialized() }} (
 
     select spare_{{ k - 1 }}.* from spare_{{ k - 1 }}
     anti join taken_{{ k }} on taken_{{ k }}.galaxy_id = spare_{{ k - 1 }}.galaxy_id

@@ -37,7 +37,7 @@ wanted as (
         count(*) filter (where is_training_eligible) as n_positives,
         count(*) filter (where is_training_eligible and type_outside_bins) as n_positives_type_fallback,
         count(*) filter (where not is_training_eligible) as n_positives_excluded,
-        string_agg(distinct exclusion_reason, ',' order by exclusion_reason) as exclusion_reasons,
+        {{ string_agg_distinct('exclusion_reason', ',') }} as exclusion_reasons,
         count(*) filter (where is_training_eligible) * {{ var('neg_pos_ratio') }} as n_wanted
 
     from positives

@@ -24,7 +24,7 @@ sampled as (
 
 categories as (
 
-    select unnest([{{ sql_string_list(n2_priority()) }}, 'N1']) as category
+    select category from {{ values_table(n2_priority() + ['N1'], 'category', 'category_names') }}
 
 ),
 

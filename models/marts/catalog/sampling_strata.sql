@@ -46,7 +46,7 @@ donor_lists as (
 
     select
         stratum,
-        string_agg(donor_stratum || '=' || n, ';' order by donor_stratum) as topped_up_from
+        {{ string_agg_ordered("donor_stratum || '=' || n", 'donor_stratum', ';') }} as topped_up_from
     from donors
     group by stratum
 
@@ -75,9 +75,9 @@ final as (
         type_bin,
         {%- for dim in ['nobs_z', 'psfsize_z', 'mag_z_dered'] %}
             {%- if dim in stratify_dimensions() %}
-                regexp_extract(stratum, '\|{{ dim }}:([^|]*)', 1) as {{ dim }}_bin,
+                regexp_extract(stratum, '[|]{{ dim }}:([^|]*)', 1) as {{ dim }}_bin,
             {%- else %}
-                cast(null as varchar) as {{ dim }}_bin,
+                cast(null as string) as {{ dim }}_bin,
             {%- endif %}
         {%- endfor %}
         n_positives,

@@ -5,7 +5,7 @@ with
 
 source as (
 
-    select * from {{ source('dr10', 'sweeps') }}
+    select * from {{ sweeps_relation(source('dr10', 'sweeps')) }}
 
 ),
 

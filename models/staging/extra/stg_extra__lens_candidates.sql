@@ -11,11 +11,11 @@ with
     source as (
 
         select
-            cast(null as varchar) as name,
+            cast(null as string) as name,
             cast(null as double) as ra,
             cast(null as double) as dec,
-            cast(null as varchar) as grade,
-            cast(null as varchar) as catalog,
+            cast(null as string) as grade,
+            cast(null as string) as catalog,
             cast(null as bigint) as file_row_number
         where false
 
@@ -26,7 +26,7 @@ source as (
     {%- for path in lists %}
     {%- set cols = candidate_list_columns(path) %}
     select
-        cast({{ cols['name'] }} as varchar) as name,
+        cast({{ cols['name'] }} as string) as name,
         cast({{ cols['ra'] }} as double) as ra,
         cast({{ cols['dec'] }} as double) as dec,
         {{ normalised_grade(cols['grade']) }} as grade,
@@ -42,7 +42,7 @@ source as (
 renamed as (
 
     select
-        catalog || ':' || cast(file_row_number as varchar) as candidate_id,
+        catalog || ':' || cast(file_row_number as string) as candidate_id,
         name,
         ra,
         dec,

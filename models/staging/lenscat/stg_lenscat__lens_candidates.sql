@@ -9,9 +9,9 @@ source as (
 renamed as (
 
     select
-        'lenscat:' || regexp_extract(name, 'DESI-[0-9.]+[+-][0-9.]+') as candidate_id,
+        'lenscat:' || regexp_extract(name, 'DESI-[0-9.]+[+-][0-9.]+', 0) as candidate_id,
         name,
-        regexp_extract(name, 'DESI-[0-9.]+[+-][0-9.]+') as desi_name,
+        regexp_extract(name, 'DESI-[0-9.]+[+-][0-9.]+', 0) as desi_name,
         cast(ra_deg as double) as ra,
         cast(dec_deg as double) as dec,
         {{ desi_name_ra('name') }} as name_ra,
@@ -20,14 +20,7 @@ renamed as (
         {{ normalised_grade('grading') }} as grade,
         lenscat_type,
         -- lenscat joins the redshifts of aliases with ' | '; keep the first measured one.
-        try_cast(
-            list_filter(
-                string_split(zlens, ' | '), z -> try_cast(z as double) is not null
-                and not isnan(try_cast(z as double))
-            )[1
-            ]
-            as double
-        ) as zlens,
+        {{ first_double_token('zlens', ' | ') }} as zlens,
         ref as reference,
         'lenscat' as catalog
 

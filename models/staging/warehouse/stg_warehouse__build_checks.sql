@@ -13,7 +13,7 @@ latest as (
     select
         build_id,
         max(checked_at) as checked_at,
-        arg_max(success, checked_at) as success,
+        max_by(success, checked_at) as success,
         count(*) as n_checks
 
     from source

@@ -112,6 +112,9 @@ def _write_tile(ctx: _Context, tile: Tile, out_dir: Path, row_group_rows: int) -
             compression_level=_ZSTD_LEVEL,
             use_dictionary=list(_DICTIONARY_COLUMNS),
             write_statistics=list(_STATISTICS_COLUMNS),
+            # CRC32 per page: sweep validation then detects a corrupt page even where the bytes
+            # still decode (zstd stores incompressible float pages raw)
+            write_page_checksum=True,
         ) as writer:
             buffer: list[pa.Table] = []
             buffered = 0
