@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stronglens.cutouts.store import read_cutout
+from stronglens.cutouts.store import read_cutout, resolve_uri
 from tests.pipeline import build_or_fail, lake
 
 SMALL = ("--vars", json.dumps({"cutout_max_positives": 3, "cutout_negatives_per_positive": 30}))
@@ -30,9 +30,16 @@ def _frame(home: Path, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
+def _stored(home: Path, sql: str) -> pd.DataFrame:
+    """A query of the cutouts table with its paths (relative to the store) resolved to files."""
+    frame = _frame(home, sql)
+    frame["path"] = [resolve_uri(p, str(home / "cutouts")) for p in frame.path]
+    return frame
+
+
 def test_every_manifest_sample_has_a_valid_cutout(cutout_home: Path) -> None:
     manifest = _frame(cutout_home, "select * from cutout_manifest")
-    cutouts = _frame(cutout_home, "select * from cutouts")
+    cutouts = _stored(cutout_home, "select * from cutouts")
     assert (manifest.label == "positive").sum() == 3
     assert (manifest.label == "negative").sum() >= 60  # 30 per positive, within their strata
     assert sorted(cutouts.sample_id) == sorted(manifest.sample_id)
@@ -74,7 +81,7 @@ def test_lens_truth_describes_the_rendered_positives(cutout_home: Path) -> None:
 
     truth = _frame(cutout_home, "select * from lens_truth order by sample_id")
     manifest = _frame(cutout_home, "select * from cutout_manifest order by sample_id")
-    cutouts = _frame(cutout_home, "select * from cutouts order by sample_id")
+    cutouts = _stored(cutout_home, "select * from cutouts order by sample_id")
     positives = manifest[manifest.is_lens]
     assert sorted(truth.sample_id) == sorted(positives.sample_id)
     assert truth.theta_e_arcsec.between(0.5, 4.0).all() and (truth.magnification > 1).all()
@@ -88,13 +95,13 @@ def test_lens_truth_describes_the_rendered_positives(cutout_home: Path) -> None:
 
 
 def test_rerun_refetches_only_missing_or_broken(cutout_home: Path, sweeps_glob: str) -> None:
-    before = _frame(cutout_home, "select * from cutouts order by sample_id")
+    before = _stored(cutout_home, "select * from cutouts order by sample_id")
     removed, corrupted = before.path.iloc[:3].tolist(), before.path.iloc[3]
     for path in removed:
         Path(path).unlink()
     Path(corrupted).write_bytes(b"not an npz")
     build_or_fail(cutout_home, sweeps_glob, "--select", "cutouts", *SMALL)
-    after = _frame(cutout_home, "select * from cutouts order by sample_id")
+    after = _stored(cutout_home, "select * from cutouts order by sample_id")
     assert (after.status == "ok").all()
     changed = after.fetched_at != before.fetched_at
     assert set(after.path[changed]) == {*removed, corrupted}
@@ -111,10 +118,30 @@ def test_store_is_keyed_by_content_never_by_split(cutout_home: Path) -> None:
         cutout_home,
         "select c.path, c.sample_id, m.split from cutouts c join cutout_manifest m using (sample_id)",
     )
-    relative = [Path(p).relative_to(cutout_home / "cutouts") for p in rows.path]
+    relative = [Path(p) for p in rows.path]
+    assert not any(r.is_absolute() for r in relative)
     assert [r.name for r in relative] == [f"{s}.npz" for s in rows.sample_id]
     assert len({r.parent for r in relative}) == 1 and len(relative[0].parts) == 2
     assert not {"train", "val", "test"} & {part for r in relative for part in r.parts}
+
+
+def test_a_copied_warehouse_reads_its_own_cutouts(
+    cutout_home: Path, sweeps_glob: str, tmp_path: Path
+) -> None:
+    """The cutouts table stores paths relative to the store, so a copy (`cp -r`) reads the copy's
+    files: the QA model of the copy builds while the original store is moved away."""
+    import shutil
+
+    copy = tmp_path / "copied-warehouse"
+    shutil.copytree(cutout_home, copy, symlinks=True)
+    away = cutout_home.with_name(cutout_home.name + "-away")
+    (cutout_home / "cutouts").rename(away)
+    try:
+        build_or_fail(copy, sweeps_glob, "--select", "cutout_qa", *SMALL)
+    finally:
+        away.rename(cutout_home / "cutouts")
+    n = _frame(copy, "select count(*) as n from cutouts").n[0]
+    assert len(_frame(copy, "select * from cutout_qa")) == 3 * n
 
 
 def test_retention_keeps_newest_and_served_builds() -> None:
@@ -139,10 +166,10 @@ def test_gc_removes_what_no_retained_build_references(
     from stronglens.retention import collect
     from stronglens.warehouse import WarehouseError, resolve_snapshot
 
-    old_paths = set(_frame(cutout_home, "select path from cutouts").path)
+    old_paths = set(_stored(cutout_home, "select path from cutouts").path)
     other = json.dumps({"cutout_max_positives": 2, "cutout_seed": 7})
     build_or_fail(cutout_home, sweeps_glob, "--select", "cutout_manifest", "cutouts", "--vars", other)
-    new = _frame(cutout_home, "select path from cutouts")
+    new = _stored(cutout_home, "select path from cutouts")
     assert not old_paths & set(new.path)
     monkeypatch.setenv("STRONGLENS_HOME", str(cutout_home))
     dry = collect(keep=1, dry_run=True)

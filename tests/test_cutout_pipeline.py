@@ -12,7 +12,7 @@ import pyarrow as pa
 from stronglens.cutouts.emulator import CutoutEmulator, Html, HttpError, render_cutout
 from stronglens.cutouts.pipeline import fetch_cutouts
 from stronglens.cutouts.settings import CutoutSettings
-from stronglens.cutouts.store import read_cutout
+from stronglens.cutouts.store import read_cutout, resolve_uri
 from tests.pipeline import dbt_show
 
 N = 10
@@ -89,9 +89,9 @@ def test_http_fetch_records_failures_resumes_and_fetches_the_manifest_url(tmp_pa
         assert (second.loc[kept, "sha256"] == first.loc[kept, "sha256"]).all()
 
     for i, sample_id in enumerate(ids):
-        image, meta = read_cutout(second.loc[sample_id, "path"])
+        image, meta = read_cutout(resolve_uri(second.loc[sample_id, "path"], settings.root))
         assert meta.cutout_url == urls[i]  # the URL fetched is the manifest's, to the last digit
-    image, _ = read_cutout(second.loc[ids[0], "path"])
+    image, _ = read_cutout(resolve_uri(second.loc[ids[0], "path"], settings.root))
     np.testing.assert_array_equal(image, render_cutout(ra[0], DEC[0], "grz", 101))
 
 
@@ -113,6 +113,7 @@ def test_store_takes_any_cutout_size_and_bands(tmp_path: Path) -> None:
     assert settings.source == "synthetic" and settings.shape == (33, 33, 2)
     table = fetch_cutouts(manifest, settings, progress=False).to_pandas()
     assert (table.status == "ok").all(), table.reason.tolist()
+    assert not any(p.startswith("/") for p in table.path)  # relative: the store can move
     for path in table.path:
-        image, _ = read_cutout(path, expected_shape=settings.shape)
+        image, _ = read_cutout(resolve_uri(path, settings.root), expected_shape=settings.shape)
         assert image.shape == (33, 33, 2) and np.isfinite(image).all()

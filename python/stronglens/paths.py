@@ -14,8 +14,10 @@ the ``sweeps`` / ``cutout_root`` vars of ``dbt_project.yml``, whose fallbacks (f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 from pathlib import Path
 
 HOME_ENV = "STRONGLENS_HOME"
@@ -106,8 +108,29 @@ def catalog_label() -> str:
 
 
 def lake_data_path() -> str:
-    """The DuckLake data path: ``$STRONGLENS_LAKE_DATA`` (folder or s3:// prefix) or ``<home>/lake/``."""
-    return os.environ.get(LAKE_DATA_ENV) or str(warehouse_home() / "lake") + "/"
+    """The DuckLake data path: ``$STRONGLENS_LAKE_DATA`` (folder or s3:// prefix); else the s3://
+    prefix the SQLite catalog was created with (a lake built on S3 is read there without the
+    variable); else ``<home>/lake/`` -- a local lake always in its own home, so it can move."""
+    explicit = os.environ.get(LAKE_DATA_ENV)
+    if explicit:
+        return explicit
+    stored = _stored_data_path()
+    if stored and stored.lower().startswith("s3://"):
+        return stored
+    return str(warehouse_home() / "lake") + "/"
+
+
+def _stored_data_path() -> str | None:
+    """The data path recorded in the SQLite catalog (None without one, or on PostgreSQL)."""
+    catalog = catalog_path()
+    if postgres_catalog() is not None or not catalog.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)) as db:
+            row = db.execute("select value from ducklake_metadata where key = 'data_path'").fetchone()
+    except sqlite3.Error:  # a catalog DuckLake has not initialised yet
+        return None
+    return row[0] if row else None
 
 
 def cutout_root() -> str:

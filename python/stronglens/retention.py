@@ -4,8 +4,10 @@ Why: every build writes a DuckLake snapshot per model (~0.5 GB of Parquet per fu
 cutout files; nothing was ever removed.  Retained builds are the newest ``keep`` builds plus the
 current (served) build.  Collected:
 
-* cutout files under the cutout roots of any build that no retained build's ``cutouts`` table
-  references (the store is keyed by content, so a file shared by a retained build stays);
+* cutout files under the cutout roots of this warehouse that no retained build's ``cutouts`` table
+  references (the store is keyed by content, so a file shared by a retained build stays). The roots
+  are the current one and those recorded by builds that lie inside this warehouse's home: a copied
+  warehouse records its original's store, which gc of the copy must never touch;
 * DuckLake snapshots other than the retained builds' and the newest, then the Parquet files only
   those snapshots used (``ducklake_expire_snapshots`` + ``ducklake_cleanup_old_files``);
 * cutout report folders (``reports/cutouts/<invocation>``, ``build-<id>`` links) of dropped builds.
@@ -25,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from stronglens import paths, storage
+from stronglens.cutouts.store import resolve_uri
 from stronglens.warehouse import (
     LAKE_ALIAS,
     Build,
@@ -88,17 +91,25 @@ def _retained(builds: list[Build], keep: int) -> tuple[list[Build], Build | None
     return sorted(kept.values(), key=lambda b: b.build_id), served
 
 
-def _cutout_paths(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _cutout_paths(con: duckdb.DuckDBPyConnection, roots: set[str]) -> tuple[int, set[str]]:
+    """How many files a build's ``cutouts`` table references, and where: its relative paths resolved
+    under each of ``roots`` (the build's recorded root and the current one: a superset only ever
+    keeps more)."""
     exists = con.execute(
         "select count(*) from information_schema.tables where table_catalog = ? and table_name = 'cutouts'",
         [LAKE_ALIAS],
     ).fetchone()[0]
     if not exists:
-        return set()
-    return {
-        os.path.normpath(r[0])
-        for r in con.execute("select path from cutouts where path is not null").fetchall()
-    }
+        return 0, set()
+    stored = [r[0] for r in con.execute("select path from cutouts where path is not null").fetchall()]
+    return len(stored), {os.path.normpath(resolve_uri(path, root)) for path in stored for root in roots}
+
+
+def _own_roots(recorded: set[str]) -> list[str]:
+    """Local cutout roots gc may clean: the current one and recorded ones inside this home."""
+    home = paths.warehouse_home().resolve()
+    roots = {paths.cutout_root()} | {r for r in recorded if Path(r).resolve().is_relative_to(home)}
+    return sorted(r for r in roots if not storage.is_s3(r) and Path(r).is_dir())
 
 
 def _lake_bytes() -> int:
@@ -129,21 +140,21 @@ def collect(keep: int, dry_run: bool = False) -> GcReport:
         served=served.build_id if served else None,
         dry_run=dry_run,
     )
+    root_of = {r[0]: json.loads(r[2]).get("cutout_root") for r in rows}
     referenced: set[str] = set()
     for build in kept:
         if build.snapshot_id not in live_snapshots:
             continue
         snap = connect_lake(build.snapshot_id)
+        roots = {paths.cutout_root(), root_of.get(build.build_id) or paths.cutout_root()}
         try:
-            found = _cutout_paths(snap)
+            report.referenced[build.build_id], found = _cutout_paths(snap, roots)
         finally:
             snap.close()
-        report.referenced[build.build_id] = len(found)
         referenced |= found
 
-    # Cutout files: every root any build wrote to (local roots; an s3:// root is left alone).
-    roots = {json.loads(r[2]).get("cutout_root") for r in rows} - {None}
-    for root in sorted(r for r in roots if not storage.is_s3(r) and Path(r).is_dir()):
+    # Cutout files under this warehouse's own local roots (an s3:// root is left alone).
+    for root in _own_roots(set(root_of.values()) - {None}):
         for file in Path(root).rglob("*"):
             if not file.is_file() or file.suffix not in CUTOUT_SUFFIXES:
                 continue

@@ -14,7 +14,7 @@ def model(dbt, session):
     lens_truth = dbt.ref("lens_truth").to_arrow_table()
     report_dir = dbt.config.get("report_dir")
     write_mosaic(cutouts, manifest, report_dir, per_group=settings.mosaic_per_group, seed=settings.seed,
-                 shape=settings.shape)  # fmt: skip
+                 shape=settings.shape, root=settings.root)  # fmt: skip
     write_galleries(cutouts, manifest, lens_truth, report_dir, per_group=settings.gallery_per_group,
-                    seed=settings.seed, shape=settings.shape)  # fmt: skip
-    return cutout_qa_table(cutouts, settings.shape)
+                    seed=settings.seed, shape=settings.shape, root=settings.root)  # fmt: skip
+    return cutout_qa_table(cutouts, settings.shape, settings.root)

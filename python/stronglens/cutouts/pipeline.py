@@ -24,7 +24,7 @@ from stronglens import storage
 from stronglens.cutouts.http import utc_now_iso
 from stronglens.cutouts.settings import CutoutSettings
 from stronglens.cutouts.sources import SOURCES
-from stronglens.cutouts.store import CutoutMeta, plan_refetch, read_bytes, write_cutout
+from stronglens.cutouts.store import CutoutMeta, plan_refetch, read_bytes, resolve_uri, write_cutout
 
 #: Cutouts a source makes per batch (the synthetic renderer's and the coadd cutter's unit of work).
 BATCH_SIZE = 256
@@ -53,25 +53,27 @@ def _absolute_paths(manifest: pa.Table, root: str) -> list[str]:
     return [storage.join_uri(root, rel) for rel in manifest.column("path").to_pylist()]
 
 
-def _previous_ok(previous: pa.Table | None) -> dict[str, dict]:
-    """Rows of the previous ``cutouts`` table whose cutout was stored, by path."""
+def _previous_ok(previous: pa.Table | None, root: str) -> dict[str, dict]:
+    """Rows of the previous ``cutouts`` table whose cutout was stored, by resolved location (older
+    builds stored absolute paths, newer ones paths relative to the root)."""
     if previous is None or previous.num_rows == 0:
         return {}
     ok = previous.filter(pc.equal(previous.column("status"), "ok"))
-    return {row["path"]: row for row in ok.to_pylist()}
+    return {resolve_uri(row["path"], root): row for row in ok.to_pylist()}
 
 
-def _kept_row(row: dict, path: str, source: str, previous: dict[str, dict]) -> dict:
+def _kept_row(row: dict, uri: str, source: str, previous: dict[str, dict]) -> dict:
     """A ``cutouts`` row for a file kept from an earlier run (its hash read back when unknown)."""
-    if path in previous:
-        return {**previous[path], "sample_id": row["sample_id"], "galaxy_id": row["galaxy_id"]}
+    if uri in previous:
+        kept = {"sample_id": row["sample_id"], "galaxy_id": row["galaxy_id"], "path": row["path"]}
+        return {**previous[uri], **kept}
     import hashlib
 
-    body = read_bytes(path)
+    body = read_bytes(uri)
     return {
         "sample_id": row["sample_id"],
         "galaxy_id": row["galaxy_id"],
-        "path": path,
+        "path": row["path"],
         "source": source,
         "status": "ok",
         "reason": "found complete from an earlier run",
@@ -93,7 +95,9 @@ def fetch_cutouts(
     """Make sure every manifest row has a stored cutout; return the ``cutouts`` table.
 
     ``manifest`` needs :data:`MANIFEST_COLUMNS` (``path`` relative to ``settings.root``; the synthetic
-    source also needs the render columns); ``previous`` is the last build's ``cutouts`` table.
+    source also needs the render columns); ``previous`` is the last build's ``cutouts`` table. The
+    returned ``path`` stays relative to the root (:func:`~stronglens.cutouts.store.resolve_uri`), so
+    a warehouse copied with its store reads the copy.
     One failed cutout is a row with ``status = 'failed'`` and its reason, never an exception.
     """
     source = SOURCES[settings.source]
@@ -103,7 +107,7 @@ def fetch_cutouts(
     if manifest.num_rows == 0:
         return CUTOUTS_SCHEMA.empty_table()
     paths = _absolute_paths(manifest, settings.root)
-    previous_ok = _previous_ok(previous)
+    previous_ok = _previous_ok(previous, settings.root)
     recorded = {p: r["sha256"] for p, r in previous_ok.items()}
     plan = plan_refetch(
         manifest.column("sample_id"),
@@ -116,11 +120,12 @@ def fetch_cutouts(
 
     rows: list[dict] = []
     by_id = {}
-    for row, path in zip(manifest.select(list(MANIFEST_COLUMNS)).to_pylist(), paths, strict=True):
-        row["path"] = path
+    uri_of = {}
+    for row, uri in zip(manifest.select(list(MANIFEST_COLUMNS)).to_pylist(), paths, strict=True):
         by_id[row["sample_id"]] = row
+        uri_of[row["sample_id"]] = uri
         if row["sample_id"] not in refetch:
-            rows.append(_kept_row(row, path, settings.source, previous_ok))
+            rows.append(_kept_row(row, uri, settings.source, previous_ok))
 
     todo_mask = pc.is_in(manifest.column("sample_id"), value_set=plan.column("sample_id"))
     todo = manifest.filter(todo_mask)
@@ -163,7 +168,7 @@ def fetch_cutouts(
             )
             try:
                 pixels = np.asarray(result.cutout, dtype=np.float32)
-                written = write_cutout(row["path"], pixels, meta, expected_shape=settings.shape)
+                written = write_cutout(uri_of[row["sample_id"]], pixels, meta, expected_shape=settings.shape)
             except (OSError, ValueError) as exc:
                 record.update(status="failed", reason=f"store: {exc}")
             else:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from stronglens.cutouts.audit import shortcut_audit
 from stronglens.cutouts.plots import audit_png, gallery_png, mosaic_png
 from stronglens.cutouts.qa import BANDS, SIGNAL_FEATURES, qa_features
-from stronglens.cutouts.store import read_cutout
+from stronglens.cutouts.store import read_cutout, resolve_uri
 
 #: Label columns the audit groups by, from the manifest.
 LABEL_COLUMNS = ("sample_id", "label", "split", "n2_category")
@@ -39,27 +39,31 @@ AUDIT_COLUMNS = {
 }
 
 
-def load_cutouts(paths: list[str], shape: tuple[int, int, int], threads: int = 8) -> np.ndarray:
+def load_cutouts(
+    paths: list[str], shape: tuple[int, int, int], root: str | None, threads: int = 8
+) -> np.ndarray:
     """Read stored cutouts of ``shape`` (the settings' shape; threads: S3 reads are latency bound)
-    into an ``(N, *shape)`` array."""
+    into an ``(N, *shape)`` array; ``paths`` as the ``cutouts`` table has them, relative to ``root``."""
     out = np.empty((len(paths), *shape), dtype=np.float32)
 
     def read(i: int) -> None:
-        out[i] = read_cutout(paths[i], expected_shape=shape)[0]
+        out[i] = read_cutout(resolve_uri(paths[i], root), expected_shape=shape)[0]
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(read, range(len(paths))))
     return out
 
 
-def cutout_qa_table(cutouts: pa.Table, shape: tuple[int, int, int], batch: int = 2048) -> pa.Table:
+def cutout_qa_table(
+    cutouts: pa.Table, shape: tuple[int, int, int], root: str | None, batch: int = 2048
+) -> pa.Table:
     """``qa_features`` for every stored (status ok) cutout, read in batches to bound memory."""
     ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok"))
     parts = []
     ids = ok.column("sample_id").to_pylist()
     paths = ok.column("path").to_pylist()
     for start in range(0, len(ids), batch):
-        images = load_cutouts(paths[start : start + batch], shape)
+        images = load_cutouts(paths[start : start + batch], shape, root)
         parts.append(qa_features(images, ids=ids[start : start + batch]))
     if not parts:
         empty = qa_features(np.zeros((0, *shape), dtype=np.float32), ids=[])
@@ -102,6 +106,7 @@ def write_mosaic(
     per_group: int,
     seed: int,
     shape: tuple[int, int, int],
+    root: str | None,
 ) -> Path | None:
     """A mosaic of seeded random samples: positives, N1 and each N2 category, one row each."""
     ok = cutouts.filter(pc.equal(cutouts.column("status"), "ok")).select(["sample_id", "path"]).to_pandas()
@@ -122,7 +127,7 @@ def write_mosaic(
     ]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     return mosaic_png(
-        load_cutouts(picked["path"].tolist(), shape),
+        load_cutouts(picked["path"].tolist(), shape, root),
         picked["group"].tolist(),
         Path(out_dir) / "cutout_mosaic.png",
         titles=titles,
@@ -146,6 +151,7 @@ def write_galleries(
     per_group: int,
     seed: int,
     shape: tuple[int, int, int],
+    root: str | None,
 ) -> list[Path]:
     """One gallery PNG per group -- ``gallery_positive.png`` (titled with theta_E and arc S/N from
     ``lens_truth``), ``gallery_N1.png`` and ``gallery_<N2 category>.png`` -- of ``per_group``
@@ -176,7 +182,7 @@ def write_galleries(
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(group))
         written.append(
             gallery_png(
-                load_cutouts(picked["path"].tolist(), shape),
+                load_cutouts(picked["path"].tolist(), shape, root),
                 titles,
                 Path(out_dir) / f"gallery_{safe}.png",
                 title=f"{title} (RGB = z, r, g; asinh)",

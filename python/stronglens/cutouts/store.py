@@ -229,6 +229,15 @@ def read_cutout(uri: str, expected_shape: tuple[int, ...] | None = None) -> tupl
     return decode_cutout(read_bytes(uri), uri, expected_shape)
 
 
+def resolve_uri(path: str, root: str | None) -> str:
+    """Where a cutout named in a ``cutouts`` table lives: the table stores paths relative to the
+    cutout root (``<cutout_params_key>/<sample_id>.npz``) so a copied or moved warehouse reads its
+    own store; absolute paths and ``s3://`` URIs (tables of older builds) are used as they are."""
+    if storage.is_s3(path) or path.startswith("/") or not root:
+        return path
+    return storage.join_uri(root, path)
+
+
 def _filesystem_paths(uris: pa.Array, s3: bool) -> pa.Array:
     """Vectorised form of :func:`storage.filesystem_for`'s path for URIs all of one kind."""
     if s3:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stronglens.cutouts.store import resolve_uri
 from stronglens.injection import hosts as host_mod
 from stronglens.injection import stats
 from stronglens.injection.grid import InjectionGrid
@@ -94,13 +95,6 @@ def settings_from_json(text: str | Mapping[str, Any]) -> SelectionSettings:
         raise KeyError(
             f"injection_settings misses {exc}: add the var to dbt_project.yml (section 'injection')"
         ) from exc
-
-
-def resolve_paths(paths: list[str], root: str) -> list[str]:
-    """Cutout locations from the ``cutouts`` table: absolute paths and ``s3://`` URIs as they are,
-    relative ones under the cutout root (INTERFACES.md)."""
-    joined = root.rstrip("/") + "/"
-    return [p if p.startswith(("/", "s3://")) else joined + p for p in paths]
 
 
 def grid_table(settings: SelectionSettings) -> pa.Table:
@@ -190,7 +184,8 @@ def injections_table(
     if plan.num_rows and run is None:
         raise ValueError("injections: no primary finder run in finder_runs; train the finder first")
     t0 = time.perf_counter()
-    host_images = load_host_images(resolve_paths(hosts.column("path").to_pylist(), settings.cutout_root))
+    host_paths = [resolve_uri(p, settings.cutout_root) for p in hosts.column("path").to_pylist()]
+    host_images = load_host_images(host_paths)
     t_hosts = time.perf_counter() - t0
     finder = (
         load_finder(settings.finder_class, run["checkpoint_path"], settings.run.device)
@@ -358,7 +353,8 @@ def realism_probe_table(
     if run is None or injected.size == 0 or positives.num_rows == 0:
         return schema.empty_table()
     finder = load_finder(settings.finder_class, run["checkpoint_path"], settings.run.device)
-    images = load_host_images(resolve_paths(positives.column("path").to_pylist(), settings.cutout_root))
+    positive_paths = [resolve_uri(p, settings.cutout_root) for p in positives.column("path").to_pylist()]
+    images = load_host_images(positive_paths)
     _, real = finder.score(images, batch_size=settings.run.batch_size)
     tiers = np.asarray(positives.column("tier").to_pylist(), dtype=object)
     rows = []

@@ -1,11 +1,11 @@
 """From the training manifest to tensors: reading cutouts, robust per-band normalisation, crops and
 augmentations.
 
-Reading: cutout locations come from the ``cutouts`` table's ``path`` (absolute, or relative to the
-cutout root; :func:`resolve_uri`), never from globbing store folders, and pixels are read with the
-store's validating reader.  Every failure (missing file, unreadable NPZ, wrong shape, too many NaN
-pixels) is collected and reported at once, naming each sample and file, so one rebuild fixes them
-all instead of one per training attempt.
+Reading: cutout locations come from the ``cutouts`` table's ``path`` (relative to the cutout root;
+:func:`stronglens.cutouts.store.resolve_uri`), never from globbing store folders, and pixels are
+read with the store's validating reader.  Every failure (missing file, unreadable NPZ, wrong shape,
+too many NaN pixels) is collected and reported at once, naming each sample and file, so one rebuild
+fixes them all instead of one per training attempt.
 
 Normalisation (:func:`normalise`), shared by training and :class:`~stronglens.training.finder.Finder`
 so injected images get exactly the training preprocessing: per cutout and band, subtract the median
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stronglens import storage
 from stronglens.cutouts.store import CutoutFileError, read_cutout
 
 #: Annulus of the sky statistics, as (inner, outer) distances in px in from the cutout edge.
@@ -60,14 +59,6 @@ class Preprocessing:
     def window(self) -> int:
         """Side of the cached window (the crop plus the shift margin on each side)."""
         return self.crop + 2 * self.shift
-
-
-def resolve_uri(path: str, root: str | None) -> str:
-    """The location of a cutout from the ``cutouts`` table's path: absolute paths and ``s3://`` URIs
-    as they are, relative ones under the cutout root."""
-    if storage.is_s3(path) or path.startswith("/") or not root:
-        return path
-    return storage.join_uri(root, path)
 
 
 def _annulus_mask(size: int) -> np.ndarray:

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stronglens.training.data import read_images, resolve_uri
+from stronglens.cutouts.store import resolve_uri
+from stronglens.training.data import read_images
 from stronglens.training.metrics import reliability, wilson
 
 SPLIT_COLOURS = {"train": "tab:grey", "val": "tab:blue", "test": "tab:red"}

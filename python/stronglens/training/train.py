@@ -42,13 +42,13 @@ import pyarrow.parquet as pq
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from stronglens.cutouts.store import resolve_uri
 from stronglens.training.data import (
     Preprocessing,
     TrainingDataError,
     augment,
     centre_crop,
     load_windows,
-    resolve_uri,
 )
 from stronglens.training.device import describe, pick_device
 from stronglens.training.finder import (
