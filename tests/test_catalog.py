@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stronglens import paths
-from tests.pipeline import ROOT, build_or_fail, lake
+from tests.pipeline import ROOT, build_or_fail, dbt_show, lake
 
 CATALOG_ONLY = ("--exclude", "tag:cutouts")
 
@@ -114,6 +114,17 @@ def test_plain_dbt_build_after_a_cli_build(home: Path, sweeps_glob: str, tmp_pat
     assert result.returncode == 0, result.stdout[-4000:]
     with lake(wh) as con:
         assert con.execute("select count(*) from build_runs").fetchone()[0] == 2
+
+
+def test_plain_dbt_creates_a_wal_catalog(tmp_path: Path) -> None:
+    """A plain dbt command on a fresh warehouse creates the SQLite catalog in WAL mode (through the
+    dbt plugin), as `stronglens build` does: readers then keep working during a plain `dbt build`."""
+    import sqlite3
+
+    env = {paths.CATALOG_ENV: ""}
+    assert dbt_show(tmp_path, "select 1 as one", env) == [{"one": 1}]
+    with sqlite3.connect(tmp_path / paths.CATALOG_FILENAME) as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
 def test_legacy_duckdb_catalog_gets_a_clear_message(tmp_path: Path) -> None:

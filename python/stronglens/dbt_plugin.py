@@ -15,6 +15,9 @@ attached, so an ``s3://`` data path is readable):
    :mod:`stronglens.sweep_validation` for why they are Python). Both take Arrow batches of paths and
    work on the files of a batch in parallel threads (pyarrow releases the GIL while it reads and
    decodes), one call per batch of files, never per row of a file.
+3. puts the SQLite catalog in WAL mode (:func:`stronglens.warehouse.prepare_catalog`), as
+   ``stronglens build`` does, so readers keep working during a plain ``dbt build`` too, and a
+   warehouse with the old DuckDB-file catalog is refused with what to do.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from duckdb import DuckDBPyConnection
 
 from stronglens import sweep_validation
 from stronglens.storage import duckdb_secret_sql, s3_settings_from_env
+from stronglens.warehouse import prepare_catalog
 
 
 def _parallel(function: Callable[..., str], *columns: pa.Array) -> pa.Array:
@@ -51,11 +55,12 @@ def _decodes(paths: pa.Array, columns: pa.Array) -> pa.Array:
 
 
 class Plugin(BasePlugin):
-    """Creates the S3 secret and adds the two sweep-validation scalar functions."""
+    """Creates the S3 secret, adds the two sweep-validation scalar functions, prepares the catalog."""
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        """Create the S3 secret (errors name the ``AWS_*`` variable), then the functions."""
+        """Create the S3 secret (errors name the ``AWS_*`` variable), the functions, the WAL catalog."""
         conn.execute(duckdb_secret_sql(s3_settings_from_env()))
+        prepare_catalog()
         conn.create_function(
             "stronglens_sweep_fingerprint",
             _fingerprints,
