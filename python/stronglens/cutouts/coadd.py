@@ -250,18 +250,26 @@ class CoaddCutter:
                 mine = np.flatnonzero(inverse == k)
                 last_wcs, x, y = None, np.empty(0), np.empty(0)
                 for b, band in enumerate(self.bands):
-                    image = self._image(brick, band)
-                    if image is None:
-                        missing.append(self.image_uri(brick, band))
-                        continue
-                    # The bands of a brick share one WCS: project once (the slowest step when cached).
-                    if last_wcs is None or not image.wcs.wcs.compare(last_wcs.wcs):
-                        x, y = (
-                            np.asarray(v)
-                            for v in image.wcs.world_to_pixel_values(ra_pix[mine], dec_pix[mine])
-                        )
-                        last_wcs = image.wcs
-                    out[mine, b] = self._sample(image, x, y)
+                    try:
+                        image = self._image(brick, band)
+                        if image is None:
+                            missing.append(self.image_uri(brick, band))
+                            continue
+                        # The bands of a brick share one WCS: project once (the slowest step when cached).
+                        if last_wcs is None or not image.wcs.wcs.compare(last_wcs.wcs):
+                            x, y = (
+                                np.asarray(v)
+                                for v in image.wcs.world_to_pixel_values(ra_pix[mine], dec_pix[mine])
+                            )
+                            last_wcs = image.wcs
+                        out[mine, b] = self._sample(image, x, y)
+                    except CoaddError:
+                        raise
+                    except Exception as exc:  # a truncated or corrupt file: name it and say what to do
+                        raise CoaddError(
+                            f"{self.image_uri(brick, band)}: cannot read ({type(exc).__name__}: {exc}); "
+                            "download the file again or remove it"
+                        ) from exc
         return out.reshape(self.size, self.size, len(self.bands)), names.tolist(), missing
 
     def cutout(self, ra: float, dec: float) -> np.ndarray:
