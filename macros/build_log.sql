@@ -17,7 +17,7 @@
         'n2_definitions', 'n2_presets', 'n2_share_band',
         'healpix_nside', 'split_seed', 'split_allocations', 'neg_pos_ratio', 'n2_fraction',
         'sampling_seed', 'stratify_by', 'nobs_z_bin_edges', 'psfsize_z_bin_edges', 'mag_z_dered_bin_edges',
-        'sampling_topup_max_bin_distance',
+        'g_minus_r_bin_edges', 'sampling_topup_max_bin_distance',
         'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
         'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
         'cutout_rate_limit_per_s', 'cutout_max_attempts', 'cutout_backoff_base_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec',

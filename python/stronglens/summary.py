@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 from stronglens import paths
@@ -75,3 +77,25 @@ def build_summary(build_id: int) -> str:
     lines.append("Try next:")
     lines += [f"  {shlex.join(cmd)}" for cmd in NEXT_COMMANDS]
     return "\n".join(lines)
+
+
+def time_report(stages: Sequence[tuple[str, float]], run_results: Path, top: int = 6) -> str:
+    """Where the time of a run went: each stage with its share, then the slowest dbt nodes of the
+    build (dbt's ``run_results.json``), so a slow run names the model to look at."""
+    total = sum(seconds for _, seconds in stages) or 1e-9
+    lines = [f"Where the time went ({total:.0f} s in all):"]
+    lines += [f"  {name:<24} {seconds:8.1f} s {100 * seconds / total:4.0f}%" for name, seconds in stages]
+    slowest = slowest_nodes(run_results, top)
+    if slowest:
+        lines.append("  slowest dbt nodes: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in slowest))
+    return "\n".join(lines)
+
+
+def slowest_nodes(run_results: Path, top: int) -> list[tuple[str, float]]:
+    """The ``top`` dbt nodes of ``run_results.json`` by execution time (none if it is unreadable)."""
+    try:
+        results = json.loads(run_results.read_text())["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    timed = [(str(r["unique_id"]).rsplit(".", 1)[-1], float(r.get("execution_time") or 0.0)) for r in results]
+    return sorted(timed, key=lambda item: -item[1])[:top]
