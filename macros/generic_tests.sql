@@ -20,3 +20,10 @@ from {{ model }}
 group by {{ combination | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{% test expression_is_true(model, expression) %}
+{#- Fails on every row where the SQL boolean `expression` (over the model's columns) is not true. -#}
+select *
+from {{ model }}
+where not coalesce({{ expression }}, false)
+{% endtest %}

@@ -28,6 +28,8 @@ VARS = {
     "finder_batch_size": 32,
     "finder_n_boot": 50,
     "finder_gallery_size": 4,
+    # the selection function of a two-epoch finder measures nothing (tests/test_injection_* cover it)
+    "selection_function_enabled": False,
 }
 ARGS = ("--vars", json.dumps(VARS))
 

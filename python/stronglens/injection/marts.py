@@ -27,7 +27,7 @@ from stronglens.injection.priors import load_priors
 from stronglens.injection.probe import realism_probe, score_distributions
 from stronglens.injection.render import RenderSettings
 from stronglens.injection.reports import write_gallery, write_heatmaps
-from stronglens.injection.scoring import FinderLike, thresholds
+from stronglens.injection.scoring import FinderLike, threshold_name, thresholds
 
 
 @dataclass(frozen=True)
@@ -198,10 +198,15 @@ def injections_table(
     table = result.table
     table = table.add_column(1, "finder_run_id", pa.array([run_id] * table.num_rows, pa.string()))
     score = table.column("score").to_numpy()
-    for row in threshold_rows.to_pylist():
-        table = table.append_column(
-            f"recovered_{row['threshold_name']}", pa.array(score > row["score_threshold"])
-        )
+    # One column per configured operating point, whatever the data: a threshold that could not be
+    # set (or an empty build) gives nulls, so the table's columns never depend on its rows.
+    cuts = {row["threshold_name"]: row["score_threshold"] for row in threshold_rows.to_pylist()}
+    points = [threshold_name("fpr", f) for f in settings.fpr_targets]
+    points += [threshold_name("p", p) for p in settings.score_thresholds]
+    for name in points:
+        cut = cuts.get(name)
+        recovered = pa.nulls(table.num_rows, pa.bool_()) if cut is None else pa.array(score > cut)
+        table = table.append_column(f"recovered_{name}", recovered)
     seconds = {"host_loading": t_hosts, **result.seconds}
     _write_run_summary(report_dir, table.num_rows, seconds, result.device, run_id)
     names = threshold_rows.column("threshold_name").to_pylist()
