@@ -20,6 +20,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+from stronglens import storage
+
 HOME_ENV = "STRONGLENS_HOME"
 SWEEPS_ENV = "STRONGLENS_SWEEPS"
 LAKE_DATA_ENV = "STRONGLENS_LAKE_DATA"
@@ -115,7 +117,7 @@ def lake_data_path() -> str:
     if explicit:
         return explicit
     stored = _stored_data_path()
-    if stored and stored.lower().startswith("s3://"):
+    if stored and storage.is_s3(stored):
         return stored
     return str(warehouse_home() / "lake") + "/"
 

@@ -120,10 +120,8 @@ def fetch_cutouts(
 
     rows: list[dict] = []
     by_id = {}
-    uri_of = {}
     for row, uri in zip(manifest.select(list(MANIFEST_COLUMNS)).to_pylist(), paths, strict=True):
         by_id[row["sample_id"]] = row
-        uri_of[row["sample_id"]] = uri
         if row["sample_id"] not in refetch:
             rows.append(_kept_row(row, uri, settings.source, previous_ok))
 
@@ -168,7 +166,8 @@ def fetch_cutouts(
             )
             try:
                 pixels = np.asarray(result.cutout, dtype=np.float32)
-                written = write_cutout(uri_of[row["sample_id"]], pixels, meta, expected_shape=settings.shape)
+                uri = resolve_uri(row["path"], settings.root)
+                written = write_cutout(uri, pixels, meta, expected_shape=settings.shape)
             except (OSError, ValueError) as exc:
                 record.update(status="failed", reason=f"store: {exc}")
             else:
