@@ -36,6 +36,7 @@
         'injection_poisson_noise', 'injection_arc_gain_e_per_nmgy', 'injection_annulus_halfwidth_arcsec',
         'injection_device', 'injection_finder_class', 'injection_fpr_targets', 'injection_score_thresholds',
         'injection_arc_snr_edges', 'injection_lensed_mag_edges', 'injection_gallery_per_cell',
+        'injection_host_bootstrap_n',
         'realism_probe_max_injections', 'realism_probe_folds', 'realism_probe_n_boot', 'realism_probe_l2',
         'realism_probe_max_auc'
     ]) }}

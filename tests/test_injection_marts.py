@@ -91,12 +91,22 @@ def test_selection_marts_end_to_end(tmp_path: Path, world) -> None:
     assert (probe.lower_bound_only == (probe.auc > settings.probe_max_auc)).all()
 
     selection = marts.selection_function_table(
-        injections, thresholds, cells, slots, pa.Table.from_pandas(probe, preserve_index=False), str(report)
+        injections,
+        thresholds,
+        cells,
+        slots,
+        pa.Table.from_pandas(probe, preserve_index=False),
+        settings,
+        str(report),
     ).to_pandas()
     assert len(selection) == cells.num_rows * len(names)
     assert (selection.n_injected == 24).all() and (selection.n_native_hosts == 4).all()
     assert (selection.wilson95_low <= selection.completeness).all()
     assert (selection.completeness <= selection.wilson95_high).all()
+    measured = selection.dropna(subset=["host_boot95_low"])
+    assert len(measured) > 0
+    assert (measured.host_boot95_low <= measured.completeness + 1e-12).all()
+    assert (measured.completeness <= measured.host_boot95_high + 1e-12).all()
     assert selection.lower_bound_only.eq(bool(probe.lower_bound_only.iloc[0])).all()
     assert len(list(report.glob("completeness_depth23.5_*.png"))) == len(names)
 
@@ -170,7 +180,7 @@ def test_selection_marts_on_an_empty_build(tmp_path: Path) -> None:
     )
     assert probe.num_rows == 0
     selection = marts.selection_function_table(
-        injections, thresholds, cells, slots, probe, str(tmp_path / "r")
+        injections, thresholds, cells, slots, probe, settings, str(tmp_path / "r")
     )
     assert selection.num_rows == 0
     assert marts.marginals_table(injections, thresholds, cells, settings).num_rows == 0

@@ -36,7 +36,9 @@ def test_group_completeness_and_long_table() -> None:
     n_inj, n_rec = stats.group_completeness(group, 3, rec)
     np.testing.assert_array_equal(n_inj, [2, 3, 0])
     np.testing.assert_array_equal(n_rec, [[1, 0], [2, 1], [0, 0]])
-    table = stats.long_table({"cell_id": np.arange(3)}, ["a", "b"], n_inj, n_rec).to_pandas()
+    bounds = (np.zeros((3, 2)), np.ones((3, 2)))
+    table = stats.long_table({"cell_id": np.arange(3)}, ["a", "b"], n_inj, n_rec, bounds).to_pandas()
+    assert (table.host_boot95_low == 0).all() and (table.host_boot95_high == 1).all()
     assert len(table) == 6
     assert table.loc[
         (table.cell_id == 1) & (table.threshold_name == "a"), "completeness"
@@ -45,6 +47,28 @@ def test_group_completeness_and_long_table() -> None:
     np.testing.assert_array_equal(
         stats.bin_edges_index([0.5, 1.0, 3.0, np.nan, -1], [0, 1, 2]), [0, 1, -1, -1, -1]
     )
+
+
+def test_host_bootstrap_interval_carries_between_host_variance() -> None:
+    """Two cells of 400 injections on 40 hosts, both at completeness 0.1: in one every host recovers
+    10% of its arcs, in the other 4 hosts recover everything and 36 nothing. Wilson cannot tell them
+    apart; the host bootstrap must be about as wide as Wilson for the first and much wider for the
+    second, contain the point value, and be reproducible from its seed."""
+    rng = np.random.default_rng(0)
+    host = np.tile(np.repeat(np.arange(40), 10), 2)
+    group = np.repeat([0, 1], 400)
+    even = rng.permutation(np.tile(np.r_[True, np.zeros(9, bool)], 40))
+    lumpy = np.repeat(np.arange(40) < 4, 10)
+    rec = np.r_[even, lumpy][:, None]
+    lo, hi = stats.host_bootstrap_interval(group, host + 100 * group, 3, rec, n_boot=1000, seed=1)
+    w_lo, w_hi = stats.wilson_interval(40, 400)
+    assert hi[0, 0] - lo[0, 0] == pytest.approx(w_hi - w_lo, rel=0.35)
+    assert hi[1, 0] - lo[1, 0] > 2.5 * (w_hi - w_lo)
+    assert (lo[:2, 0] <= 0.1).all() and (hi[:2, 0] >= 0.1).all()
+    assert np.isnan(lo[2, 0]) and np.isnan(hi[2, 0])  # a group without injections
+    again = stats.host_bootstrap_interval(group, host + 100 * group, 3, rec, n_boot=1000, seed=1)
+    np.testing.assert_array_equal(again[0], lo)
+    np.testing.assert_array_equal(again[1], hi)
 
 
 def test_thresholds_from_validation_negatives() -> None:

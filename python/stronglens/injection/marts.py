@@ -49,6 +49,7 @@ class SelectionSettings:
     probe_boot: int
     probe_l2: float
     probe_max_auc: float
+    host_bootstrap_n: int
     cutout_root: str
 
 
@@ -89,6 +90,7 @@ def settings_from_json(text: str | Mapping[str, Any]) -> SelectionSettings:
             probe_boot=int(raw["realism_probe_n_boot"]),
             probe_l2=float(raw["realism_probe_l2"]),
             probe_max_auc=float(raw["realism_probe_max_auc"]),
+            host_bootstrap_n=int(raw["injection_host_bootstrap_n"]),
             cutout_root=str(raw["cutout_root"]),
         )
     except KeyError as exc:
@@ -247,10 +249,12 @@ def selection_function_table(
     cells: pa.Table,
     slots: pa.Table,
     probe: pa.Table,
+    settings: SelectionSettings,
     report_dir: str,
 ) -> pa.Table:
-    """``selection_function``: per cell and operating point, completeness with Wilson 95% and
-    Jeffreys 68% intervals and the host counts; ``lower_bound_only`` when the realism probe failed."""
+    """``selection_function``: per cell and operating point, completeness with Wilson 95%, Jeffreys
+    68% and host-cluster bootstrap 95% intervals and the host counts; ``lower_bound_only`` when the
+    realism probe failed."""
     coverage = host_mod.coverage(cells, slots)
     names = threshold_rows.column("threshold_name").to_pylist()
     cell_ids = cells.column("cell_id").to_numpy()
@@ -261,12 +265,13 @@ def selection_function_table(
         else np.zeros((injections.num_rows, 0), bool)
     )
     n_inj, n_rec = stats.group_completeness(group, cells.num_rows, recovered.astype(bool))
+    host_interval = _host_interval(injections, group, cells.num_rows, recovered, settings)
     keys = {
         c: cells.column(c).to_numpy() for c in ("cell_id", "theta_e_arcsec", "psf_fwhm_arcsec", "depth_mag")
     }
     for c in ("n_native_hosts", "n_degraded_hosts", "is_measurable"):
         keys[c] = coverage.column(c).to_numpy(zero_copy_only=False)
-    table = stats.long_table(keys, names, n_inj, n_rec.reshape(cells.num_rows, len(names)))
+    table = stats.long_table(keys, names, n_inj, n_rec.reshape(cells.num_rows, len(names)), host_interval)
     thr = {r["threshold_name"]: r for r in threshold_rows.to_pylist()}
     tn = table.column("threshold_name").to_pylist()
     table = table.append_column(
@@ -280,6 +285,17 @@ def selection_function_table(
     if table.num_rows and injections.num_rows:
         write_heatmaps(table.to_pandas(), report_dir)
     return table
+
+
+def _host_interval(
+    injections: pa.Table, group: np.ndarray, n_groups: int, recovered: np.ndarray, settings: SelectionSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host-cluster bootstrap 95% interval per group (hosts keyed by ``host_sample_id``)."""
+    host_ids = np.asarray(injections.column("host_sample_id").to_pylist(), dtype=str)
+    host = np.unique(host_ids, return_inverse=True)[1].ravel() if host_ids.size else np.zeros(0, np.int64)
+    return stats.host_bootstrap_interval(
+        group, host, n_groups, recovered.astype(bool), settings.host_bootstrap_n, settings.seed
+    )
 
 
 def _lower_bound_only(probe: pa.Table) -> bool | None:
@@ -309,23 +325,25 @@ def marginals_table(
         values = grid_axis.values
         idx = grid_axis.bin_index(injections.column(axis).to_numpy())
         lows, highs = values - grid_axis.step / 2, values + grid_axis.step / 2
-        parts.append(_marginal(axis, idx, lows, highs, values, names, recovered))
+        parts.append(_marginal(axis, idx, lows, highs, values, names, recovered, injections, settings))
     for axis, edges in (("arc_snr", settings.snr_edges), ("lensed_mag_r", settings.lensed_mag_edges)):
         e = np.asarray(edges)
         idx = stats.bin_edges_index(injections.column(axis).to_numpy(), e)
-        parts.append(_marginal(axis, idx, e[:-1], e[1:], 0.5 * (e[:-1] + e[1:]), names, recovered))
+        centres = 0.5 * (e[:-1] + e[1:])
+        parts.append(_marginal(axis, idx, e[:-1], e[1:], centres, names, recovered, injections, settings))
     return pa.concat_tables(parts)
 
 
-def _marginal(axis, idx, lows, highs, centres, names, recovered) -> pa.Table:
+def _marginal(axis, idx, lows, highs, centres, names, recovered, injections, settings) -> pa.Table:
     n_inj, n_rec = stats.group_completeness(idx, len(lows), recovered.astype(bool))
+    host_interval = _host_interval(injections, idx, len(lows), recovered, settings)
     keys = {
         "axis": np.array([axis] * len(lows), dtype=object),
         "bin_low": np.asarray(lows, np.float64),
         "bin_high": np.asarray(highs, np.float64),
         "bin_centre": np.asarray(centres, np.float64),
     }
-    table = stats.long_table(keys, names, n_inj, n_rec.reshape(len(lows), len(names)))
+    table = stats.long_table(keys, names, n_inj, n_rec.reshape(len(lows), len(names)), host_interval)
     return table.set_column(0, "axis", pa.array(table.column("axis").to_pylist(), pa.string()))
 
 

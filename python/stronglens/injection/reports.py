@@ -1,7 +1,7 @@
 """Selection-function reports: completeness heatmaps per depth slice and an HTML gallery.
 
 Heatmaps: one PNG per (depth slice, operating point), theta_E down the rows and PSF FWHM across,
-each cell printed with its completeness, Wilson 95% interval and n (grey = unmeasurable), so the
+each cell printed with its completeness, host-bootstrap 95% interval and n (grey = unmeasurable), so the
 intervals stay legible next to the colour.  Gallery: one HTML file with, per theta_E row, recovered
 and missed injections (central 12.6" crops, asinh-stretched grz), inline as base64 PNG.
 """
@@ -21,6 +21,15 @@ import numpy as np
 import pandas as pd
 
 
+def _interval(row: object) -> tuple[float, float]:
+    """The host-bootstrap 95% interval (the one that carries host-to-host variance); Wilson where a
+    cell has too few hosts for a bootstrap."""
+    low, high = getattr(row, "host_boot95_low", np.nan), getattr(row, "host_boot95_high", np.nan)
+    if np.isfinite(low) and np.isfinite(high):
+        return float(low), float(high)
+    return float(row.wilson95_low), float(row.wilson95_high)
+
+
 def write_heatmaps(selection: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """``completeness_depth<d>_<threshold>.png`` per depth slice and operating point."""
     out = Path(out_dir)
@@ -35,9 +44,8 @@ def write_heatmaps(selection: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             i, j = np.searchsorted(thetas, row.theta_e_arcsec), np.searchsorted(psfs, row.psf_fwhm_arcsec)
             if row.n_injected > 0:
                 grid[i, j] = row.completeness
-                labels[i, j] = (
-                    f"{row.completeness:.2f}\n[{row.wilson95_low:.2f},{row.wilson95_high:.2f}]\nn={row.n_injected}"
-                )
+                low, high = _interval(row)
+                labels[i, j] = f"{row.completeness:.2f}\n[{low:.2f},{high:.2f}]\nn={row.n_injected}"
             else:
                 labels[i, j] = "no host"
         fig, ax = plt.subplots(figsize=(1.25 * psfs.size + 2, 0.75 * thetas.size + 1.5))
@@ -52,7 +60,9 @@ def write_heatmaps(selection: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         ax.set_yticks(range(thetas.size), [f"{v:.2f}" for v in thetas])
         ax.set_xlabel('PSF FWHM (")')
         ax.set_ylabel('theta_E (")')
-        ax.set_title(f"completeness at {name}, 5-sigma depth r = {depth:.1f} (Wilson 95% interval, n)")
+        ax.set_title(
+            f"completeness at {name}, 5-sigma depth r = {depth:.1f} (host-bootstrap 95% interval, n)"
+        )
         fig.colorbar(im, ax=ax, label="completeness")
         fig.tight_layout()
         path = out / f"completeness_depth{depth:.1f}_{name}.png"
