@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import zipfile
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -176,12 +177,19 @@ def write_cutout(
     return WrittenCutout(uri, len(data), hashlib.sha256(data).hexdigest())
 
 
+#: numpy parses every .npy header with ``ast.literal_eval``, and CPython 3.11 before 3.11.8 can raise
+#: ``SystemError: AST constructor recursion depth mismatch`` when threads do that at once
+#: (python/cpython#106905); the cutout readers run in thread pools, so parsing is serialised (the
+#: I/O before it stays parallel). Seen on 3.11.7 as a cutout_qa failure in one build out of ~20.
+_NPZ_PARSE_LOCK = threading.Lock()
+
+
 def decode_cutout(
     data: bytes, where: str, expected_shape: tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, CutoutMeta]:
     """Parse and validate NPZ bytes; ``where`` names the file in errors."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        with _NPZ_PARSE_LOCK, np.load(io.BytesIO(data), allow_pickle=False) as npz:
             keys = set(npz.files)
             missing = [k for k in (CUTOUT_KEY, *META_KEYS) if k not in keys]
             extra = sorted(keys - {CUTOUT_KEY, *META_KEYS})
