@@ -21,7 +21,7 @@
         'cutout_source', 'cutout_root', 'cutout_max_positives', 'cutout_seed', 'cutout_url_template',
         'cutout_layer', 'cutout_size', 'cutout_pixscale', 'cutout_bands', 'cutout_concurrency',
         'cutout_rate_limit_per_s', 'cutout_max_attempts', 'cutout_backoff_base_s', 'cutout_coadd_root', 'cutout_neighbour_radius_arcsec',
-        'cutout_negatives_per_positive', 'mosaic_per_group', 'gallery_per_group', 'audit_n_boot', 'audit_flag_threshold',
+        'cutout_negatives_per_positive', 'cutout_match_bins', 'mosaic_per_group', 'gallery_per_group', 'audit_n_boot', 'audit_flag_threshold',
         'finder_weight_tier_a', 'finder_weight_tier_b', 'finder_weight_negative',
         'finder_tier_b_label_smoothing', 'finder_archs', 'finder_crop', 'finder_shift_px',
         'finder_max_epochs', 'finder_patience', 'finder_batch_size', 'finder_lr', 'finder_weight_decay',

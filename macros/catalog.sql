@@ -192,3 +192,13 @@
         * power(sin(radians({{ ra2 }} - {{ ra1 }}) / 2), 2)
     ))))
 {%- endmacro %}
+
+{#- A text key of the bins a row falls in, one bin per column of `bins` ({column: width}): the
+    floor of column / width, joined by ':' in column order; a null value is its own bin ('~'). -#}
+{% macro match_bin_key(relation, bins) -%}
+    {%- for column in bins | sort %}
+        coalesce(
+            cast(cast(floor({{ relation }}.{{ column }} / {{ bins[column] }}) as bigint) as varchar), '~'
+        ){{ " || ':' ||" if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

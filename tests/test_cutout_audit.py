@@ -349,3 +349,52 @@ def test_flags_need_the_whole_interval_past_the_threshold_and_spare_signal_featu
         assert bool(result.loc["shift", "flagged"]) is expect, result.loc["shift"].to_dict()
         signal = result.loc["annulus_colour_excess"]
         assert signal["is_signal"] and not signal["flagged"] and signal["auc"] < 0.05
+
+
+def test_arc_free_twins_tell_the_arc_from_a_host_shortcut() -> None:
+    """Positives differ from negatives in two features: ``arc_only`` through their arcs (their twins
+    look like negatives) and ``host_only`` through their hosts (the twins differ too). The twins'
+    audit flags only the host one; the arc one stays flagged with arcs and is marked arc-driven."""
+    import pyarrow as pa
+
+    from stronglens.cutouts.reports import audit_table
+
+    rng = np.random.default_rng(3)
+    n_pos, n_neg = 400, 1600
+    ids = [f"p{i}" for i in range(n_pos)] + [f"n{i}" for i in range(n_neg)]
+
+    def qa(arc_shift: float) -> pa.Table:
+        shift = np.r_[np.full(n_pos, 1.0), np.zeros(n_neg)]
+        return pa.table(
+            {
+                "sample_id": ids,
+                "band": ["r"] * len(ids),
+                "arc_only": rng.normal(size=len(ids)) + arc_shift * shift,
+                "host_only": rng.normal(size=len(ids)) + shift,
+                "is_usable": [True] * len(ids),
+                "unusable_reason": pa.nulls(len(ids), pa.string()),
+            }
+        )
+
+    manifest = pa.table(
+        {
+            "sample_id": ids,
+            "label": ["positive"] * n_pos + ["negative"] * n_neg,
+            "split": rng.choice(["train", "val", "test"], size=len(ids)).tolist(),
+            "n2_category": [None] * len(ids),
+        }
+    )
+    with_arcs = qa(arc_shift=1.0)
+    twins = qa(arc_shift=0.0).slice(0, n_pos)
+    out = audit_table(with_arcs, manifest, n_boot=100, seed=0, flag_threshold=0.1, arc_free_qa=twins)
+    row = out.set_index(["feature", "scope_kind", "scope"])
+    assert row.loc[("arc_only", "all", "all"), "flagged"]
+    assert row.loc[("arc_only", "all", "all"), "arc_driven"]
+    assert row.loc[("arc_only", "all", "all"), "note"].startswith("ARC-DRIVEN")
+    assert row.loc[("host_only", "all", "all"), "flagged"]
+    assert not row.loc[("host_only", "all", "all"), "arc_driven"]
+    assert row.loc[("host_only", "arc_free", "all"), "flagged"]
+    assert not row.loc[("arc_only", "arc_free", "all"), "flagged"]
+    assert row.loc[("arc_only", "negative_class", "N1"), "arc_driven"]
+    without = audit_table(with_arcs, manifest, n_boot=100, seed=0, flag_threshold=0.1)
+    assert "arc_free" not in set(without["scope_kind"]) and without["arc_driven"].isna().all()

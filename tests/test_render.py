@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from stronglens.cutouts import faint, lenses, morphology, render, render_reference
@@ -184,3 +185,21 @@ def test_sersic_templates_hold_the_analytic_flux() -> None:
     assert images[0].sum() + core[0] == pytest.approx(1.0, abs=2e-3)
     assert 0.98 < images[1].sum() + core[1] < 1.0
     assert core[0] > 0.05 and core[1] < 0.01  # a small de Vaucouleurs keeps a real cusp
+
+
+def test_arc_free_twins_are_the_positives_without_their_arcs() -> None:
+    """arc_free_qa measures each positive rendered again with is_lens off (same host, sky and noise),
+    and nothing for the negatives."""
+    from stronglens.cutouts.qa import qa_features
+
+    table = galaxies(6, type="DEV", sersic=4.0, shape_r=1.0, flux_z=40.0)
+    table["is_lens"] = [True, False, True, False, True, False]
+    table["sample_id"] = [f"s{i}" for i in range(6)]
+    twins = render.arc_free_qa(pa.Table.from_pandas(table, preserve_index=False), None, seed=8, batch=2)
+    assert twins.column("sample_id").to_pylist() == [s for s in ("s0", "s2", "s4") for _ in "grz"]
+    positives = table[table["is_lens"]]
+    unlensed = render.render_batch(positives.assign(is_lens=False), seed=8).cutouts
+    expected = qa_features(unlensed, ids=positives["sample_id"].tolist())
+    assert twins.equals(expected)
+    lensed = qa_features(render.render_batch(positives, seed=8).cutouts, ids=positives["sample_id"].tolist())
+    assert not twins.equals(lensed)

@@ -38,6 +38,7 @@ _SCOPE_KIND_TITLES = {
     "all": "all positives vs all negatives",
     "split": "per split",
     "negative_class": "positives vs N1 / each N2 category",
+    "arc_free": "arc-free twins of the positives vs all negatives / N1 (host and pipeline only)",
 }
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stronglens.cutouts.audit import shortcut_audit
+from stronglens.cutouts.audit import N1_SCOPE, shortcut_audit
 from stronglens.cutouts.plots import audit_png, gallery_png, mosaic_png
 from stronglens.cutouts.qa import BANDS, SIGNAL_FEATURES, qa_features
 from stronglens.cutouts.store import read_cutout, resolve_uri
@@ -36,6 +36,7 @@ AUDIT_COLUMNS = {
     "flagged": "bool",
     "is_signal": "bool",
     "note": "string",
+    "arc_driven": "boolean",
 }
 
 
@@ -79,9 +80,69 @@ def _labelled(qa: pa.Table, manifest: pa.Table) -> pd.DataFrame:
 
 
 def audit_table(
-    qa: pa.Table, manifest: pa.Table, n_boot: int, seed: int, flag_threshold: float
+    qa: pa.Table,
+    manifest: pa.Table,
+    n_boot: int,
+    seed: int,
+    flag_threshold: float,
+    arc_free_qa: pa.Table | None = None,
 ) -> pd.DataFrame:
-    """The shortcut audit of the usable cutouts' QA features (label 1 = positive)."""
+    """The shortcut audit of the usable cutouts' QA features (label 1 = positive).
+
+    ``arc_free_qa``: QA features of the positives' *arc-free twins* (the same cutouts rendered without
+    the lensed source: :func:`stronglens.cutouts.render.arc_free_twins`). With it the audit adds
+    scope_kind ``arc_free`` rows (twins vs all negatives, and vs N1), which separate the two reasons
+    a feature can tell lenses apart: the arc light itself (the signal: the twins do not differ) and
+    the host, the neighbours or the pipeline (a shortcut: the twins differ too). ``arc_driven`` marks a
+    flag the twins do not reproduce (it stays flagged: a CNN can still use that one number, but what
+    it would learn is the arc light); null without twins.
+    """
+    audit = _audit(qa, manifest, n_boot, seed, flag_threshold)
+    audit["arc_driven"] = pd.array([None] * len(audit), dtype="boolean")
+    if arc_free_qa is None or audit.empty:
+        return audit
+    twins = set(arc_free_qa.column("sample_id").to_pylist())
+    negatives_qa = qa.filter(pc.invert(pc.is_in(qa.column("sample_id"), pa.array(list(twins), pa.string()))))
+    arc_free = _audit(
+        pa.concat_tables([negatives_qa, arc_free_qa.select(qa.column_names).cast(qa.schema)]),
+        manifest,
+        n_boot,
+        seed,
+        flag_threshold,
+        split_column=None,
+    )
+    arc_free = arc_free[arc_free["scope"].isin(["all", N1_SCOPE])].assign(scope_kind="arc_free")
+    arc_free["arc_driven"] = pd.array([None] * len(arc_free), dtype="boolean")
+    twin_flag = arc_free.set_index(["feature", "band", "scope"])["flagged"]
+    twin_auc = arc_free.set_index(["feature", "band", "scope"])["auc"]
+    twin_scope = np.where(audit["scope"] == N1_SCOPE, N1_SCOPE, "all")
+    keys = list(zip(audit["feature"], audit["band"], twin_scope, strict=True))
+    known = np.array([key in twin_flag.index for key in keys])
+    reproduced = np.array([bool(twin_flag.get(key, True)) for key in keys])
+    comparable = known & ((audit["scope_kind"] != "negative_class") | (audit["scope"] == N1_SCOPE)).to_numpy()
+    arc_driven = audit["flagged"].to_numpy() & comparable & ~reproduced
+    audit["arc_driven"] = pd.array(np.where(comparable, arc_driven, None), dtype="boolean")
+    twin_text = pd.Series([f"{twin_auc.get(key, np.nan):.2f}" for key in keys], index=audit.index)
+    audit["note"] = np.where(
+        arc_driven,
+        "ARC-DRIVEN: "
+        + audit["note"].str.replace("SHORTCUT: ", "", regex=False)
+        + "; the arc-free twins do not separate (AUC "
+        + twin_text
+        + "): the arc light, not the host",
+        audit["note"],
+    )
+    return pd.concat([audit, arc_free], ignore_index=True)
+
+
+def _audit(
+    qa: pa.Table,
+    manifest: pa.Table,
+    n_boot: int,
+    seed: int,
+    flag_threshold: float,
+    split_column: str | None = "split",
+) -> pd.DataFrame:
     frame = _labelled(qa, manifest)
     frame = frame[frame["is_usable"]].drop(columns=["is_usable", "unusable_reason"])
     # the catalogue seeing of each band: positives observed in better or worse seeing would let a
@@ -95,7 +156,12 @@ def audit_table(
     if frame.empty:
         return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in AUDIT_COLUMNS.items()})
     return shortcut_audit(
-        frame, n_boot=n_boot, seed=seed, flag_threshold=flag_threshold, signal_features=SIGNAL_FEATURES
+        frame,
+        n_boot=n_boot,
+        seed=seed,
+        flag_threshold=flag_threshold,
+        signal_features=SIGNAL_FEATURES,
+        split_column=split_column,
     )
 
 

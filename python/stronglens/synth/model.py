@@ -83,7 +83,12 @@ class SkyModel:
     sed_prob_dev: tuple[float, float, float] = (0.88, 0.07, 0.05)
     sed_prob_ser: tuple[float, float, float] = (0.70, 0.22, 0.08)
     #: Redshift-like latent x = x0 + x1 (m_z - 18) + N(0, xs), clipped: fainter galaxies lie further.
-    x_latent: tuple[float, float, float] = (0.25, 0.09, 0.06)
+    #: The scatter is the spread in redshift at fixed apparent magnitude, ~0.1 for bright galaxies
+    #: (DESI BGS Bright, r < 19.5, spans z 0.05-0.4: Hahn et al. 2023, AJ 165, 253). At 0.06 the red
+    #: sequence at a given magnitude was too narrow to hold the lens hosts (x = z_lens ~0.45 at
+    #: z ~ 18.5, luminous galaxies further away than typical): hardly any negative had a lens host's
+    #: colour at its brightness, so no choice of negatives could match them in colour.
+    x_latent: tuple[float, float, float] = (0.25, 0.09, 0.10)
     x_range: tuple[float, float] = (0.02, 1.2)
     #: Red-sequence colours vs x (BOSS/DESI LRG loci: g-r 1.2-1.9, r-z 0.6-1.2 for z ~ 0.1-0.7):
     #: g-r = gr_max - gr_amp exp(-gr_k x), r-z = rz0 + rz1 x, Gaussian scatter.
