@@ -7,8 +7,9 @@
 -- cutout_max_positives limits the run to a deterministic subset of positives (lowest sha256 of
 -- candidate_id and cutout_seed) and, in each of their strata, cutout_negatives_per_positive
 -- negatives per chosen positive: a random subset of the stratum's sampled negatives (lowest
--- sample_hash first) or, when cutout_match_bins is set, a weighted random subset whose photometry
--- (e.g. dereddened z magnitude, g-r and r-z) follows the stratum's positives (below).
+-- hash first; with an empty cutout_match_bins) or a weighted random subset whose photometry (e.g.
+-- dereddened z magnitude, g-r and r-z) follows the stratum's positives (below); either way split
+-- between N1 and N2 as the stratum's sampled negatives are.
 -- Colour matching: lens hosts are red massive galaxies, redder than the negatives of their own type,
 -- brightness and observing conditions, and a CNN learns that colour instead of arcs (the shortcut
 -- audit of the arc-free positives measured core colour g AUC 0.77, z 0.17 against all negatives).
@@ -19,8 +20,9 @@
 -- taken in order of the Efraimidis-Spirakis key ln(u) / w (u: a uniform hash of galaxy_id and
 -- cutout_seed; not sample_hash, which the sampler's lowest-hash-first draw has made non-uniform),
 -- which is weighted sampling without replacement: the chosen negatives have the positives' colour
--- distribution wherever the stratum has negatives of that colour. N2 categories keep their share
--- only as far as their colours overlap the positives'.
+-- distribution wherever the stratum has enough negatives of that colour (in the embedded default
+-- the reddest bright bins run short, so the match is partial). N1 and N2 are drawn separately,
+-- each by its share of the stratum's sampled negatives, so the hard confusers stay in.
 
 {%- set max_positives = var('cutout_max_positives', none) %}
 {%- set match_bins = var('cutout_match_bins', none) or {} %}
@@ -83,7 +85,6 @@ wanted_negatives as (
 
 ),
 
-{%- if match_bins %}
 
 negative_bins as (
 
@@ -91,8 +92,10 @@ negative_bins as (
         negatives.*,
         {{ match_bin_key('sweeps', match_bins) }} as match_bin,
         -- a fresh uniform in (0, 1): sample_hash is not one here, the sampler kept the lowest hashes
-        ({{ sha256_unit_interval("cast(negatives.galaxy_id as varchar) || '_match_" ~ var('cutout_seed') ~ "'") }}
-            + 0.5 / 4294967296.0) as match_uniform
+        (
+            {{ sha256_unit_interval("cast(negatives.galaxy_id as varchar) || '_match_" ~ var('cutout_seed') ~ "'") }}
+            + 0.5 / 4294967296.0
+        ) as match_uniform
     from negatives
     inner join sweeps on sweeps.galaxy_id = negatives.galaxy_id
 
@@ -157,6 +160,14 @@ n2_shares as (
 
 ),
 
+classes as (
+
+    select true as is_n2
+    union all
+    select false as is_n2
+
+),
+
 class_wanted as (
 
     -- the stratum's quota split between N1 and N2 as in its sampled negatives, so matching never
@@ -170,7 +181,7 @@ class_wanted as (
         end as n_wanted
     from wanted_negatives
     inner join n2_shares on n2_shares.stratum = wanted_negatives.stratum
-    cross join (select true as is_n2 union all select false as is_n2) as classes
+    cross join classes
 
 ),
 
@@ -191,8 +202,8 @@ ordered_negatives as (
                     when negative_weights.match_weight > 0
                         then ln(negative_weights.match_uniform) / negative_weights.match_weight
                 end desc nulls last,
-                negative_weights.sample_hash,
-                negative_weights.galaxy_id
+                negative_weights.sample_hash asc,
+                negative_weights.galaxy_id asc
         ) as stratum_rank
     from negative_weights
     inner join class_wanted
@@ -202,25 +213,6 @@ ordered_negatives as (
 
 ),
 
-{%- else %}
-
-ordered_negatives as (
-
-    select
-        negatives.galaxy_id,
-        negatives.n2_category,
-        negatives.split,
-        negatives.stratum,
-        wanted_negatives.n_wanted,
-        row_number() over (
-            partition by negatives.stratum order by negatives.sample_hash, negatives.galaxy_id
-        ) as stratum_rank
-    from negatives
-    inner join wanted_negatives on wanted_negatives.stratum = negatives.stratum
-
-),
-
-{%- endif %}
 
 chosen_negatives as (
 
