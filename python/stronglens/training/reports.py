@@ -130,7 +130,8 @@ def plot_reliability(frame: pd.DataFrame, n_bins: int, out: Path) -> Path:
         ax.errorbar(
             curve["mean_score"][filled],
             share,
-            yerr=[share - ci[:, 0], ci[:, 1] - share],
+            # clipped at 0: Wilson's float ends can sit a rounding error inside a share of 0 or 1
+            yerr=np.maximum([share - ci[:, 0], ci[:, 1] - share], 0.0),
             fmt="o-",
             capsize=2,
             color=SPLIT_COLOURS.get(split),
