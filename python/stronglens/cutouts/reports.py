@@ -90,7 +90,7 @@ def audit_table(
     """The shortcut audit of the usable cutouts' QA features (label 1 = positive).
 
     ``arc_free_qa``: QA features of the positives' *arc-free twins* (the same cutouts rendered without
-    the lensed source: :func:`stronglens.cutouts.render.arc_free_twins`). With it the audit adds
+    the lensed source: :func:`stronglens.cutouts.render.arc_free_qa`). With it the audit adds
     scope_kind ``arc_free`` rows (twins vs all negatives, and vs N1), which separate the two reasons
     a feature can tell lenses apart: the arc light itself (the signal: the twins do not differ) and
     the host, the neighbours or the pipeline (a shortcut: the twins differ too). ``arc_driven`` marks a
