@@ -85,7 +85,6 @@ wanted_negatives as (
 
 ),
 
-
 negative_bins as (
 
     select
@@ -212,7 +211,6 @@ ordered_negatives as (
             and class_wanted.is_n2 = (negative_weights.n2_category is not null)
 
 ),
-
 
 chosen_negatives as (
 

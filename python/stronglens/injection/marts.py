@@ -265,7 +265,7 @@ def selection_function_table(
         else np.zeros((injections.num_rows, 0), bool)
     )
     n_inj, n_rec = stats.group_completeness(group, cells.num_rows, recovered.astype(bool))
-    host_interval = _host_interval(injections, group, cells.num_rows, recovered, settings)
+    host_interval = _host_interval(_host_codes(injections), group, cells.num_rows, recovered, settings)
     keys = {
         c: cells.column(c).to_numpy() for c in ("cell_id", "theta_e_arcsec", "psf_fwhm_arcsec", "depth_mag")
     }
@@ -287,12 +287,16 @@ def selection_function_table(
     return table
 
 
-def _host_interval(
-    injections: pa.Table, group: np.ndarray, n_groups: int, recovered: np.ndarray, settings: SelectionSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Host-cluster bootstrap 95% interval per group (hosts keyed by ``host_sample_id``)."""
+def _host_codes(injections: pa.Table) -> np.ndarray:
+    """An integer per injection naming its host (``host_sample_id``), for the host bootstrap."""
     host_ids = np.asarray(injections.column("host_sample_id").to_pylist(), dtype=str)
-    host = np.unique(host_ids, return_inverse=True)[1].ravel() if host_ids.size else np.zeros(0, np.int64)
+    return np.unique(host_ids, return_inverse=True)[1].ravel() if host_ids.size else np.zeros(0, np.int64)
+
+
+def _host_interval(
+    host: np.ndarray, group: np.ndarray, n_groups: int, recovered: np.ndarray, settings: SelectionSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host-cluster bootstrap 95% interval per group."""
     return stats.host_bootstrap_interval(
         group, host, n_groups, recovered.astype(bool), settings.host_bootstrap_n, settings.seed
     )
@@ -315,6 +319,7 @@ def marginals_table(
         if names
         else np.zeros((injections.num_rows, 0), bool)
     )
+    hosts = _host_codes(injections)
     parts = []
     axes = {
         "theta_e_arcsec": settings.grid.theta_e,
@@ -325,18 +330,18 @@ def marginals_table(
         values = grid_axis.values
         idx = grid_axis.bin_index(injections.column(axis).to_numpy())
         lows, highs = values - grid_axis.step / 2, values + grid_axis.step / 2
-        parts.append(_marginal(axis, idx, lows, highs, values, names, recovered, injections, settings))
+        parts.append(_marginal(axis, idx, lows, highs, values, names, recovered, hosts, settings))
     for axis, edges in (("arc_snr", settings.snr_edges), ("lensed_mag_r", settings.lensed_mag_edges)):
         e = np.asarray(edges)
         idx = stats.bin_edges_index(injections.column(axis).to_numpy(), e)
         centres = 0.5 * (e[:-1] + e[1:])
-        parts.append(_marginal(axis, idx, e[:-1], e[1:], centres, names, recovered, injections, settings))
+        parts.append(_marginal(axis, idx, e[:-1], e[1:], centres, names, recovered, hosts, settings))
     return pa.concat_tables(parts)
 
 
-def _marginal(axis, idx, lows, highs, centres, names, recovered, injections, settings) -> pa.Table:
+def _marginal(axis, idx, lows, highs, centres, names, recovered, hosts, settings) -> pa.Table:
     n_inj, n_rec = stats.group_completeness(idx, len(lows), recovered.astype(bool))
-    host_interval = _host_interval(injections, idx, len(lows), recovered, settings)
+    host_interval = _host_interval(hosts, idx, len(lows), recovered, settings)
     keys = {
         "axis": np.array([axis] * len(lows), dtype=object),
         "bin_low": np.asarray(lows, np.float64),
