@@ -162,6 +162,52 @@ def test_positives_carry_their_lens_truth() -> None:
     np.testing.assert_allclose(diff, arc_flux, rtol=0.1, atol=0.2)
 
 
+def test_visible_snr_is_the_arc_snr_outside_the_seeing_disc() -> None:
+    """With no core excluded the visible S/N (window ray-tracing, window PSF) equals the arc S/N the
+    renderer measures on the whole cutout; excluding the core only lowers it, more for small lenses."""
+    n = 12
+    table = galaxies(n, is_lens=True, type="DEV", sersic=4.0, shape_r=1.0, flux_z=np.linspace(10, 60, n))
+    whole = lenses.LensModel(min_visible_snr=0.0, visible_radius_fwhm=0.0)
+    meta = render.render_batch(table, seed=8, config=render.RenderConfig(lens=whole)).metadata.to_pandas()
+    np.testing.assert_allclose(meta["visible_arc_snr"], meta["arc_snr"], rtol=2e-3)
+    assert (meta["lens_draw_attempt"] == 0).all()
+    outside = lenses.LensModel(min_visible_snr=0.0, visible_radius_fwhm=1.0)
+    cut = render.render_batch(table, seed=8, config=render.RenderConfig(lens=outside)).metadata.to_pandas()
+    np.testing.assert_allclose(cut["theta_e_arcsec"], meta["theta_e_arcsec"])
+    kept = cut["visible_arc_snr"] / meta["arc_snr"]
+    assert kept.between(0, 1).all() and kept.min() < 0.9
+    small = cut["theta_e_arcsec"] < cut["theta_e_arcsec"].median()
+    assert kept[small].mean() < kept[~small].mean()
+
+
+def test_positives_are_redrawn_until_their_arcs_are_visible() -> None:
+    """The visual selection of the catalogue: every positive reaches the visible S/N threshold
+    unless it ran out of draws (then it keeps its most visible draw), a positive's lens does not
+    depend on its batch, and the selection shifts theta_E upwards (small lenses hide in the PSF)."""
+    n = 40
+    table = galaxies(n, is_lens=True, type="DEV", sersic=4.0, shape_r=1.0, flux_z=np.linspace(5, 40, n))
+    free = lenses.LensModel(min_visible_snr=0.0)
+    strict = lenses.LensModel(min_visible_snr=25.0, max_draws=6)
+    before = render.render_batch(table, seed=3, config=render.RenderConfig(lens=free)).metadata.to_pandas()
+    after = render.render_batch(table, seed=3, config=render.RenderConfig(lens=strict)).metadata.to_pandas()
+    redrawn = after["lens_draw_attempt"] > 0
+    assert redrawn.any() and (after["lens_draw_attempt"] < strict.max_draws).all()
+    passed = after["visible_arc_snr"] >= strict.min_visible_snr
+    assert passed.mean() > 0.8
+    assert (after["visible_arc_snr"] >= before["visible_arc_snr"] - 1e-9).all()  # never less visible
+    unchanged = before["visible_arc_snr"] >= strict.min_visible_snr
+    np.testing.assert_allclose(
+        after.loc[unchanged, "theta_e_arcsec"], before.loc[unchanged, "theta_e_arcsec"]
+    )
+    assert after["theta_e_arcsec"].median() > before["theta_e_arcsec"].median()
+    # one positive alone gets the same lens as in the batch
+    alone = render.render_batch(table.iloc[[7]], seed=3, config=render.RenderConfig(lens=strict)).metadata
+    assert alone.column("theta_e_arcsec")[0].as_py() == pytest.approx(after["theta_e_arcsec"][7])
+    assert alone.column("lens_draw_attempt")[0].as_py() == after["lens_draw_attempt"][7]
+    with pytest.raises(ValueError, match="max_draws"):
+        lenses.LensModel(max_draws=0)
+
+
 def test_bad_rows_fail_alone_with_a_reason() -> None:
     table = galaxies(3)
     table.loc[1, "psfsize_r"] = 0.0
@@ -203,3 +249,22 @@ def test_arc_free_twins_are_the_positives_without_their_arcs() -> None:
     assert twins.equals(expected)
     lensed = qa_features(render.render_batch(positives, seed=8).cutouts, ids=positives["sample_id"].tolist())
     assert not twins.equals(lensed)
+
+
+def test_renderer_fingerprint_names_what_shapes_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store key of synthetic cutouts includes this fingerprint: it must change with the render
+    revision and with any pixel-shaping default (here the visual selection's threshold), and not
+    with threading."""
+    import dataclasses
+
+    base = render.renderer_fingerprint()
+    assert len(base) == 16 and base == render.renderer_fingerprint()
+    monkeypatch.setattr(render, "RENDER_REVISION", render.RENDER_REVISION + 1)
+    assert render.renderer_fingerprint() != base
+    monkeypatch.undo()
+    stricter = dataclasses.replace(lenses.LensModel(), min_visible_snr=30.0)
+    original = render.RenderConfig
+    monkeypatch.setattr(render, "RenderConfig", lambda: original(lens=stricter))
+    assert render.renderer_fingerprint() != base
+    monkeypatch.setattr(render, "RenderConfig", lambda: original(workers=7, chunk_size=5))
+    assert render.renderer_fingerprint() == base

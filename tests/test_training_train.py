@@ -202,3 +202,23 @@ def test_nan_cutout_is_named(manifest: pa.Table, tmp_path: Path) -> None:
     named = re.escape(f"non-finite pixels: {manifest['sample_id'][5].as_py()}")
     with pytest.raises(TrainingDataError, match=named):
         train_finders(doctored, [config()], options(tmp_path / "runs"))
+
+
+def test_epochs_repeat_every_positive_and_draw_the_negatives() -> None:
+    """positive_repeats puts each train positive that many times into an epoch, beside
+    epoch_negatives distinct negatives; val/test samples never enter, and epochs differ in order."""
+    from stronglens.training.train import TrainingSet, epoch_indices
+
+    split = np.array(["train"] * 30 + ["val"] * 5 + ["test"] * 5)
+    label = np.array(([1] * 6 + [0] * 24) + [1, 0, 0, 0, 0] * 2)
+    data = TrainingSet([str(i) for i in range(40)], [""] * 40, split, label, label * 1.0, np.ones(40), "h")
+    cfg = config(positive_repeats=3, epoch_negatives=10)
+    first, second = epoch_indices(data, cfg, 0), epoch_indices(data, cfg, 1)
+    for order in (first, second):
+        counts = np.bincount(order, minlength=40)
+        assert (counts[:6] == 3).all() and counts[30:].sum() == 0
+        assert (counts[6:30] <= 1).all() and counts[6:30].sum() == 10
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, epoch_indices(data, cfg, 0))
+    with pytest.raises(ValueError, match="invalid training settings"):
+        config(positive_repeats=0)

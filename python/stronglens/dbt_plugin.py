@@ -14,7 +14,9 @@ attached, so an ``s3://`` data path is readable):
    ``stronglens_decode_sweep(path, columns)`` that the validation macro calls (see
    :mod:`stronglens.sweep_validation` for why they are Python). Both take Arrow batches of paths and
    work on the files of a batch in parallel threads (pyarrow releases the GIL while it reads and
-   decodes), one call per batch of files, never per row of a file.
+   decodes), one call per batch of files, never per row of a file; and
+   ``stronglens_renderer_fingerprint()``, the synthetic renderer's identity that the cutout store
+   key includes (macro ``cutout_params_key``).
 3. puts the SQLite catalog in WAL mode (:func:`stronglens.warehouse.prepare_catalog`), as
    ``stronglens build`` does, so readers keep working during a plain ``dbt build`` too, and a
    warehouse with the old DuckDB-file catalog is refused with what to do.
@@ -31,6 +33,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb import DuckDBPyConnection
 
 from stronglens import sweep_validation
+from stronglens.cutouts.render import renderer_fingerprint
 from stronglens.storage import duckdb_secret_sql, s3_settings_from_env
 from stronglens.warehouse import prepare_catalog
 
@@ -55,7 +58,7 @@ def _decodes(paths: pa.Array, columns: pa.Array) -> pa.Array:
 
 
 class Plugin(BasePlugin):
-    """Creates the S3 secret, adds the two sweep-validation scalar functions, prepares the catalog."""
+    """Creates the S3 secret, adds the sweep-validation and renderer functions, prepares the catalog."""
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
         """Create the S3 secret (errors name the ``AWS_*`` variable), the functions, the WAL catalog."""
@@ -68,6 +71,9 @@ class Plugin(BasePlugin):
             "VARCHAR",
             type="arrow",
             side_effects=True,
+        )
+        conn.create_function(
+            "stronglens_renderer_fingerprint", renderer_fingerprint, [], "VARCHAR", side_effects=False
         )
         conn.create_function(
             "stronglens_decode_sweep",

@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 
 from stronglens import lensing
 from stronglens.cutouts.faint import FaintSky, faint_sources
-from stronglens.cutouts.lenses import WINDOW_PIX, LensModel, draw_lenses, render_arcs, window_class
+from stronglens.cutouts.lenses import WINDOW_PIX, LensModel, draw_visible_lenses, render_arcs, window_class
 from stronglens.cutouts.morphology import (
     FEATURES,
     Compact,
@@ -244,13 +244,22 @@ def render_batch(
     features = {name: np.zeros(count, bool) for name in FEATURES}
     pos_all = np.flatnonzero(inputs.is_lens)
     host_mag_z = 22.5 - 2.5 * np.log10(np.clip(inputs.main.fluxes[pos_all, 2], 1e-3, None))
-    lens = draw_lenses(
+    grid = config.grid
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pixel_sigma = np.sqrt(
+            lensing.psf_norm_squared(inputs.psf_sigma[pos_all], grid) / inputs.psfdepth[pos_all]
+        )
+    lens = draw_visible_lenses(
         inputs.galaxy_id[pos_all],
         host_mag_z,
         inputs.main.q[pos_all],
         inputs.main.phi[pos_all],
         inputs.main.e[pos_all],
+        inputs.psf_sigma[pos_all],
+        pixel_sigma,
         seed,
+        grid_coordinates(n, config.pad_pix, config.pixel_scale),
+        config.pixel_scale,
         config.lens,
     )
     lens_row = np.full(count, -1)
@@ -542,8 +551,30 @@ def _metadata(
             "lensed_mag_r": lens_column(lensed_mag_r),
             "arc_snr": lens_column(truth["arc_snr"]),
             "arc_annulus_fraction": lens_column(truth["arc_annulus_fraction"]),
+            "visible_arc_snr": lens_column(lv["visible_snr"]),
+            "lens_draw_attempt": pa.compute.cast(lens_column(lv["draw_attempt"]), pa.int32()),
         }
     )
+
+
+#: Revision of what the synthetic renderer draws for a given catalogue row.  Bump it with any change
+#: to the rendering code that changes pixels (parameter defaults are hashed anyway):
+#: 2 = positives' lenses under the visual selection of :mod:`stronglens.cutouts.lenses`.
+RENDER_REVISION = 2
+
+
+def renderer_fingerprint() -> str:
+    """16 hex digits naming the synthetic renderer: :data:`RENDER_REVISION` and every default that
+    shapes the pixels (lens priors, faint sky, padding, features, noise; not the threading).  The
+    cutout store key (macro ``cutout_params_key``) includes it for the synthetic source, so a build
+    with a changed renderer renders into a new store folder instead of reusing stale files, and the
+    files of earlier builds stay as they were."""
+    import hashlib
+
+    config = RenderConfig()
+    shaping = (config.pad_pix, config.add_noise, config.morphology, config.faint_neighbours)
+    text = f"{RENDER_REVISION}|{config.lens!r}|{config.faint!r}|{shaping!r}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: Columns of the ``lens_truth`` table, in order (besides ``sample_id``).
@@ -570,6 +601,8 @@ LENS_TRUTH_COLUMNS = (
     "lensed_mag_r",
     "arc_snr",
     "arc_annulus_fraction",
+    "visible_arc_snr",
+    "lens_draw_attempt",
 )
 
 

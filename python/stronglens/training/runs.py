@@ -96,6 +96,7 @@ def settings_from_json(text: str) -> FinderSettings:
             weight_decay=float(raw["weight_decay"]),
             seed=int(raw["seed"]),
             epoch_negatives=None if raw["epoch_negatives"] is None else int(raw["epoch_negatives"]),
+            positive_repeats=int(raw["positive_repeats"]),
             max_nonfinite_frac=float(raw["max_nonfinite_frac"]),
         )
         for arch in archs

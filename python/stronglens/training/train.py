@@ -82,12 +82,19 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 42
     epoch_negatives: int | None = None
+    positive_repeats: int = 1
     max_nonfinite_frac: float = 0.02
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown finder arch {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
-        if self.crop < 16 or self.shift < 0 or self.max_epochs < 1 or self.batch_size < 2:
+        if (
+            self.crop < 16
+            or self.shift < 0
+            or self.max_epochs < 1
+            or self.batch_size < 2
+            or self.positive_repeats < 1
+        ):
             raise ValueError(f"invalid training settings: {self}")
 
     @property
@@ -227,13 +234,18 @@ def score_windows(
 
 
 def epoch_indices(data: TrainingSet, config: TrainConfig, epoch: int) -> np.ndarray:
-    """The train samples of one epoch in their order: every positive plus ``epoch_negatives``
-    negatives (all when unset), drawn and shuffled by a generator seeded with (seed, epoch)."""
+    """The train samples of one epoch in their order: every positive ``positive_repeats`` times plus
+    ``epoch_negatives`` negatives (all when unset), drawn and shuffled by a generator seeded with
+    (seed, epoch).  Repeating the ~1,000 positives against ~6,000 negatives gives the network a
+    positive in every few images, each repeat under its own random shift, flip and rotation; with
+    one copy the rare class's gradient is too weak for a CPU budget of epochs (val AUC 0.73 against
+    0.90 after 10 epochs, both with visually selected positives, in the experiment noted beside the
+    dbt var)."""
     rng = np.random.default_rng([config.seed, epoch])
     pos, neg = data.indices("train", 1), data.indices("train", 0)
     if config.epoch_negatives is not None and config.epoch_negatives < len(neg):
         neg = np.sort(rng.choice(neg, size=config.epoch_negatives, replace=False))
-    return rng.permutation(np.concatenate([pos, neg]))
+    return rng.permutation(np.concatenate([np.tile(pos, config.positive_repeats), neg]))
 
 
 def _weighted_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
