@@ -25,7 +25,7 @@
         'finder_weight_tier_a', 'finder_weight_tier_b', 'finder_weight_negative',
         'finder_tier_b_label_smoothing', 'finder_archs', 'finder_crop', 'finder_shift_px',
         'finder_max_epochs', 'finder_patience', 'finder_batch_size', 'finder_lr', 'finder_weight_decay',
-        'finder_seed', 'finder_epoch_negatives', 'finder_max_nonfinite_frac', 'finder_device',
+        'finder_seed', 'finder_epoch_negatives', 'finder_positive_repeats', 'finder_max_nonfinite_frac', 'finder_device',
         'finder_threads', 'finder_root', 'finder_retrain', 'finder_fpr_levels',
         'finder_min_negatives_above', 'finder_n_boot', 'finder_theta_e_bins', 'finder_calibration_bins',
         'finder_gallery_size', 'finder_min_test_auc',

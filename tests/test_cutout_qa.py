@@ -318,8 +318,10 @@ def test_rendered_cutouts_are_usable_and_mad_measures_their_noise() -> None:
     qa_table = qa.qa_features(out.cutouts).to_pandas()
     assert qa_table["is_usable"].all()
     sigma = out.metadata.to_pandas()[[f"noise_sigma_{b}" for b in "grz"]].to_numpy().ravel()
-    ratio = qa_table["mad"].to_numpy() * 1.4826 / sigma  # galaxy and arc light bias it up a little
-    assert 0.97 < np.median(ratio) < 1.04 and ratio.min() > 0.95 and ratio.max() < 1.08
+    # galaxy and arc light bias it up a little: most for positives, whose arcs are drawn visible
+    # (S/N >= 25 outside the seeing disc, stronglens.cutouts.lenses)
+    ratio = qa_table["mad"].to_numpy() * 1.4826 / sigma
+    assert 0.97 < np.median(ratio) < 1.04 and ratio.min() > 0.95 and ratio.max() < 1.10
     assert np.all(np.abs(qa_table["background"].to_numpy()) < 0.1 * sigma)  # sky-subtracted model
 
 

@@ -237,10 +237,9 @@ def epoch_indices(data: TrainingSet, config: TrainConfig, epoch: int) -> np.ndar
     """The train samples of one epoch in their order: every positive ``positive_repeats`` times plus
     ``epoch_negatives`` negatives (all when unset), drawn and shuffled by a generator seeded with
     (seed, epoch).  Repeating the ~1,000 positives against ~6,000 negatives gives the network a
-    positive in every few images, each repeat under its own random shift, flip and rotation; with
-    one copy the rare class's gradient is too weak for a CPU budget of epochs (val AUC 0.73 against
-    0.90 after 10 epochs, both with visually selected positives, in the experiment noted beside the
-    dbt var)."""
+    positive in every few images, each repeat under its own random shift, flip and rotation.  On the
+    embedded default (visually selected positives, 10 epochs, same seed) 4 repeats reached a
+    validation AUC of 0.90 against 0.85 with one copy, rising more smoothly."""
     rng = np.random.default_rng([config.seed, epoch])
     pos, neg = data.indices("train", 1), data.indices("train", 0)
     if config.epoch_negatives is not None and config.epoch_negatives < len(neg):
