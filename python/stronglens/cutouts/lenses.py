@@ -45,7 +45,13 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from stronglens.cutouts.render_reference import hashed_uniforms
-from stronglens.lensing import FloatArray, _gauss_interval, sersic_surface_brightness, sie_deflection
+from stronglens.lensing import (
+    FWHM_PER_SIGMA,
+    FloatArray,
+    _gauss_interval,
+    sersic_surface_brightness,
+    sie_deflection,
+)
 
 _STREAM_LENS = 11
 _STREAM_SOURCE_CLUMPS = 12
@@ -55,7 +61,6 @@ _N_LENS_DRAWS = 24
 MAX_SOURCE_CLUMPS = 6
 _C_KM_S = 299_792.458
 _RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
-_SIGMA_TO_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 BANDS = ("g", "r", "z")
 #: Window sizes (pixels) in which arcs are ray-traced; the largest holds theta_E = 4" lenses.
 WINDOW_PIX = (31, 51, 85)
@@ -323,7 +328,7 @@ def visible_snr(
             psf = _window_psf(psf_sigma[rows], window, pixel_scale)
             image = psf @ arcs.images @ np.swapaxes(psf, -1, -2)
             radius = np.hypot(window[:, None], window[None, :])
-            fwhm = _SIGMA_TO_FWHM * psf_sigma[rows]
+            fwhm = FWHM_PER_SIGMA * psf_sigma[rows]
             outside = radius[None, None] >= model.visible_radius_fwhm * fwhm[:, :, None, None]
             snr2 = np.where(outside, (image / pixel_sigma[rows][:, :, None, None]) ** 2, 0.0)
             out[rows] = np.sqrt(snr2.sum(axis=(1, 2, 3)))

@@ -244,11 +244,8 @@ def render_batch(
     features = {name: np.zeros(count, bool) for name in FEATURES}
     pos_all = np.flatnonzero(inputs.is_lens)
     host_mag_z = 22.5 - 2.5 * np.log10(np.clip(inputs.main.fluxes[pos_all, 2], 1e-3, None))
-    grid = config.grid
     with np.errstate(divide="ignore", invalid="ignore"):
-        pixel_sigma = np.sqrt(
-            lensing.psf_norm_squared(inputs.psf_sigma[pos_all], grid) / inputs.psfdepth[pos_all]
-        )
+        pixel_sigma = _pixel_sigma(inputs.psf_sigma[pos_all], inputs.psfdepth[pos_all], config.grid)
     lens = draw_visible_lenses(
         inputs.galaxy_id[pos_all],
         host_mag_z,
@@ -289,6 +286,12 @@ def render_batch(
                 list(pool.map(work, chunks))
     meta = _metadata(inputs, noise_sigma, n_faint, n_faint_detected, features, lens, lens_row, truth)
     return RenderedBatch(cutouts, meta)
+
+
+def _pixel_sigma(psf_sigma: FloatArray, psfdepth: FloatArray, grid: PixelGrid) -> FloatArray:
+    """Per-pixel sky noise (nanomaggies) of a cutout whose point sources have ``psfdepth``
+    (1/flux variance): the depth spread over the PSF's noise-equivalent area."""
+    return np.sqrt(lensing.psf_norm_squared(psf_sigma, grid) / psfdepth)
 
 
 def _noise(galaxy_id: NDArray[np.int64], seed: int, shape: tuple[int, ...]) -> NDArray[np.float32]:
@@ -372,7 +375,7 @@ def _render_chunk(
     a, a_t = _psf_matrices(psf_sigma, n, pad, h)
     images = np.matmul(np.matmul(a, canvas), a_t)
     images += _place_compact(Compact.concat(parts), c, psf_sigma, grid)
-    sigma = np.sqrt(lensing.psf_norm_squared(psf_sigma, grid) / inputs.psfdepth[chunk])
+    sigma = _pixel_sigma(psf_sigma, inputs.psfdepth[chunk], grid)
     yy, xx = np.indices((n, n)) - 0.5 * (n - 1)
     rr = np.hypot(yy, xx)
     ring = (rr >= ARC_ANNULUS_PIX[0]) & (rr < ARC_ANNULUS_PIX[1])
