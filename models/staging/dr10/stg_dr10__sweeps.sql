@@ -51,8 +51,7 @@ derived as (
         *,
         {%- for band in ['g', 'r', 'z', 'w1', 'w2'] %}
             {{ nanomaggies_to_mag('flux_' ~ band) }} as mag_{{ band }},
-            {{ nanomaggies_to_mag('flux_' ~ band ~ ' / nullif(mw_transmission_' ~ band ~ ', 0)') }}
-                as mag_{{ band }}_dered,
+            {{ dereddened_mag(band) }} as mag_{{ band }}_dered,
         {%- endfor %}
         flux_w1 * sqrt(greatest(flux_ivar_w1, 0)) as snr_w1,
         flux_w2 * sqrt(greatest(flux_ivar_w2, 0)) as snr_w2,
