@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=float, nargs="+", default=[5, 10, 20, 40], help="millions of sweep rows")
+    parser.add_argument(
+        "--sizes", type=float, nargs="+", default=[5, 10, 20, 40], help="millions of sweep rows"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
     # 25: the 20M size lands on whole 5x5 deg tiles (20.4M rows) and is the one the DAG is judged
     # at, so both peers run there; above it the pandas peer needs > 12 GB of memory.
