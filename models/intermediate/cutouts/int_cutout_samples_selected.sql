@@ -54,6 +54,25 @@ sweeps as (
 
 ),
 
+sample_ids as (
+
+    select galaxy_id from positives
+    union all
+    select galaxy_id from negatives
+
+),
+
+sample_sweeps as {{ cte_materialized() }} (
+
+    -- the sweep rows of every positive and sampled negative, read once for the three joins below:
+    -- joined to the sweeps view itself, each join scanned all 11.8M rows of the embedded default
+    -- and derived their photometry first (31-50 s and up to 4.4 GB; read once: 4.4 s, 1.1 GB)
+    select sweeps.*
+    from sweeps
+    where sweeps.galaxy_id in (select sample_ids.galaxy_id from sample_ids)
+
+),
+
 ranked_positives as (
 
     select
@@ -96,7 +115,7 @@ negative_bins as (
             + 0.5 / 4294967296.0
         ) as match_uniform
     from negatives
-    inner join sweeps on sweeps.galaxy_id = negatives.galaxy_id
+    inner join sample_sweeps as sweeps on sweeps.galaxy_id = negatives.galaxy_id
 
 ),
 
@@ -106,7 +125,7 @@ positive_bins as (
         positives.stratum,
         {{ match_bin_key('sweeps', match_bins) }} as match_bin
     from positives
-    inner join sweeps on sweeps.galaxy_id = positives.galaxy_id
+    inner join sample_sweeps as sweeps on sweeps.galaxy_id = positives.galaxy_id
 
 ),
 
@@ -279,7 +298,7 @@ final as (
         {{ cutout_url('sweeps.ra', 'sweeps.dec') }} as cutout_url
 
     from samples
-    inner join sweeps on sweeps.galaxy_id = samples.galaxy_id
+    inner join sample_sweeps as sweeps on sweeps.galaxy_id = samples.galaxy_id
 
 )
 
