@@ -193,14 +193,3 @@
     ))))
 {%- endmacro %}
 
-{#- A text key of the bins a row falls in, one bin per column of `bins` ({column: width}): the
-    floor of column / width, joined by ':' in column order; a null value is its own bin ('~').
-    Empty `bins`: one bin, 'all'. -#}
-{% macro match_bin_key(relation, bins) -%}
-    {%- if not bins %}'all'{% endif -%}
-    {%- for column in bins | sort %}
-        coalesce(
-            cast(cast(floor({{ relation }}.{{ column }} / {{ bins[column] }}) as bigint) as varchar), '~'
-        ){{ " || ':' ||" if not loop.last }}
-    {%- endfor %}
-{%- endmacro %}

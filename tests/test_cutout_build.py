@@ -51,6 +51,112 @@ def test_every_manifest_sample_has_a_valid_cutout(cutout_home: Path) -> None:
     assert Path(row.path).stat().st_size == row.bytes
 
 
+def _reference_matched_negatives(
+    home: Path, per_positive: int, scales: dict[str, float]
+) -> set[tuple[int, str]]:
+    """The cutout negatives by the rule int_cutout_samples_selected documents, in pandas: per positive
+    and class (N1 or an N2 category) its 4 x per_positive nearest candidates of its stratum (pool,
+    less galaxies topped up into another stratum, plus the stratum's own top-ups) by
+    sum(((x - x_pos) / scale)^2), ties by sample_hash; then each stratum's candidates round robin
+    (best rank, then distance, then sample_hash) up to each N2 category's quota (its share of the
+    stratum's sampled negatives) and N1 for the rest."""
+    columns = sorted(scales)
+    photometry = ", ".join(f"w.{c}" for c in columns)
+    positives = _frame(
+        home,
+        f"select m.galaxy_id, m.stratum, {photometry} from int_cutout_samples_selected m "
+        "join stg_dr10__sweeps w using (galaxy_id) where m.is_lens",
+    )
+    strata = ", ".join(f"'{s}'" for s in positives.stratum.unique())
+    sampled = _frame(
+        home,
+        f"select n.galaxy_id, coalesce(n.n2_category, 'N1') as category, n.stratum as own, "
+        f"n.sampled_for_stratum as stratum, n.sample_hash, {photometry} from int_negatives_sampled n "
+        "join stg_dr10__sweeps w using (galaxy_id)",
+    )
+    topped = sampled[sampled.own != sampled.stratum]
+    pool = _frame(
+        home,
+        f"select p.galaxy_id, coalesce(p.n2_category, 'N1') as category, p.stratum, p.sample_hash, "
+        f"{photometry} from int_negative_pool p join stg_dr10__sweeps w using (galaxy_id) "
+        f"where p.stratum in ({strata})",
+    )
+    pool = pool[~pool.galaxy_id.isin(topped.galaxy_id)]
+    candidates = pd.concat([pool, topped[topped.stratum.isin(positives.stratum)]], ignore_index=True)
+    ranks = []
+    for _, positive in positives.iterrows():
+        mine = candidates[candidates.stratum == positive.stratum].copy()
+        mine["distance2"] = sum(((mine[c] - positive[c]) / scales[c]) ** 2 for c in columns)
+        for _, group in mine.groupby("category"):
+            nearest = group.sort_values(["distance2", "sample_hash", "galaxy_id"]).head(4 * per_positive)
+            ranks.append(nearest.assign(neighbour_rank=np.arange(1, len(nearest) + 1)))
+    best = (
+        pd.concat(ranks)
+        .groupby(["stratum", "galaxy_id"])
+        .agg(neighbour_rank=("neighbour_rank", "min"), distance2=("distance2", "min"))
+    )
+    ordered = candidates.join(best, on=["stratum", "galaxy_id"]).sort_values(
+        ["neighbour_rank", "distance2", "sample_hash", "galaxy_id"], na_position="last"
+    )
+    chosen: set[tuple[int, str]] = set()
+    for stratum, n_positives in positives.stratum.value_counts().items():
+        wanted = per_positive * n_positives
+        shares = sampled[sampled.stratum == stratum].category.value_counts(normalize=True)
+        mine = ordered[ordered.stratum == stratum]
+        taken = [
+            mine[mine.category == category].head(int(np.floor(wanted * share + 0.5)))  # SQL round()
+            for category, share in shares.items()
+            if category != "N1"
+        ]
+        n2 = sum(len(t) for t in taken)
+        taken.append(mine[mine.category == "N1"].head(wanted - n2))
+        chosen |= {(int(g), stratum) for g in pd.concat(taken).galaxy_id}
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def selection_home(sweeps_glob: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalogue and the cutout selection only, with enough positives that strata hold several."""
+    home = tmp_path_factory.mktemp("selection-warehouse")
+    selection = {"cutout_max_positives": 40, "cutout_negatives_per_positive": 6}
+    build_or_fail(
+        home, sweeps_glob, "--select", "+int_cutout_samples_selected", "--vars", json.dumps(selection)
+    )
+    return home
+
+
+def test_negatives_are_the_positives_photometric_neighbours(selection_home: Path) -> None:
+    """The cutout negatives equal an independent pandas implementation of the matching rule (strata
+    with several positives, so the round robin is exercised), hold N2 confusers, and are closer to
+    the positives in colour than the strata's negatives in sampling order."""
+    import yaml
+
+    scales = yaml.safe_load((Path(__file__).parents[1] / "dbt_project.yml").read_text())["vars"][
+        "cutout_match_scales"
+    ]
+    selected = _frame(selection_home, "select * from int_cutout_samples_selected")
+    negatives = selected[~selected.is_lens]
+    assert selected[selected.is_lens].stratum.value_counts().max() >= 3
+    expected = _reference_matched_negatives(selection_home, 6, scales)
+    assert {(int(g), s) for g, s in zip(negatives.galaxy_id, negatives.stratum, strict=True)} == expected
+    assert negatives.n2_category.notna().any() and negatives.match_distance.notna().all()
+    colours = _frame(
+        selection_home,
+        "select m.is_lens, w.r_minus_z from int_cutout_samples_selected m "
+        "join stg_dr10__sweeps w using (galaxy_id)",
+    )
+    unmatched = _frame(
+        selection_home,
+        "select w.r_minus_z from (select galaxy_id, row_number() over (partition by stratum, is_n2 "
+        "order by sample_hash) as k from int_negative_pool where stratum in "
+        "(select stratum from int_cutout_samples_selected where is_lens)) p "
+        "join stg_dr10__sweeps w using (galaxy_id) where p.k <= 6",
+    )
+    lens_rz = colours[colours.is_lens].r_minus_z.median()
+    matched_gap = abs(colours[~colours.is_lens].r_minus_z.median() - lens_rz)
+    assert matched_gap < abs(unmatched.r_minus_z.median() - lens_rz)
+
+
 def test_qa_audit_and_reports(cutout_home: Path) -> None:
     qa = _frame(cutout_home, "select * from cutout_qa")
     n = _frame(cutout_home, "select count(*) as n from cutouts").n[0]

@@ -1,7 +1,8 @@
 -- What the cutout models fetch, one row per sample: the selection of int_cutout_samples_selected
--- (matched positives, a deterministic subset of cutout_max_positives, plus their strata's
--- negatives) with the content-keyed store path <cutout_params_key>/<sample_id>.npz, the Legacy
--- Survey URL and the Tractor parameters a source needs.
+-- (matched positives, a deterministic subset of cutout_max_positives, plus their photometric
+-- nearest neighbours among their strata's negatives) with the content-keyed store path
+-- <cutout_params_key>/<sample_id>.npz, the Legacy Survey URL and the Tractor parameters a source
+-- needs.
 
 with
 
@@ -22,6 +23,8 @@ final as (
         n2_category,
         split,
         stratum,
+        match_distance,
+        in_negatives_sample,
         ra,
         dec,
         type,
