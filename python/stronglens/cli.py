@@ -4,6 +4,7 @@ metrics, docs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from stronglens.synth import SynthReport
 
 FORMATS = ("table", "csv", "json")
+#: Exit status when stdout's reader closed the pipe: 128 + SIGPIPE, what a shell reports for cat.
+SIGPIPE_EXIT = 128 + signal.SIGPIPE
 
 
 def _git_commit(root: Path) -> str:
@@ -444,6 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "passthrough", False):
             return args.func(args, extra)
         return args.func(args)
+    except BrokenPipeError:
+        # the reader of stdout went away (`stronglens sql ... | head`): stop quietly as cat does, with
+        # the shell's SIGPIPE status; stdout goes to devnull so the exit flush does not raise again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
     except (FileNotFoundError, ValueError, RuntimeError, duckdb.Error) as exc:
         print(f"stronglens {args.command}: error: {exc}", file=sys.stderr)
         return 2
