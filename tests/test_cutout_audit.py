@@ -398,3 +398,37 @@ def test_arc_free_twins_tell_the_arc_from_a_host_shortcut() -> None:
     assert row.loc[("arc_only", "negative_class", "N1"), "arc_driven"]
     without = audit_table(with_arcs, manifest, n_boot=100, seed=0, flag_threshold=0.1)
     assert "arc_free" not in set(without["scope_kind"]) and without["arc_driven"].isna().all()
+
+
+def test_audit_table_does_not_depend_on_the_row_order_of_its_inputs() -> None:
+    """The warehouse returns cutout_qa in scan order, which differs between builds: the bootstrap
+    intervals (and so a flag near the threshold) must not follow it."""
+    import pyarrow as pa
+
+    from stronglens.cutouts.reports import audit_table
+
+    rng = np.random.default_rng(11)
+    n = 600
+    ids = [f"s{i:04d}" for i in range(n)]
+    label = rng.random(n) < 0.25
+    qa = pa.table(
+        {
+            "sample_id": np.repeat(ids, 3).tolist(),
+            "band": ["g", "r", "z"] * n,
+            "feature": rng.normal(size=3 * n) + 0.4 * np.repeat(label, 3),
+            "is_usable": [True] * (3 * n),
+            "unusable_reason": pa.nulls(3 * n, pa.string()),
+        }
+    )
+    manifest = pa.table(
+        {
+            "sample_id": ids,
+            "label": np.where(label, "positive", "negative").tolist(),
+            "split": rng.choice(["train", "val", "test"], size=n).tolist(),
+            "n2_category": [None] * n,
+        }
+    )
+    shuffled = qa.take(rng.permutation(3 * n))
+    expected = audit_table(qa, manifest, n_boot=200, seed=0, flag_threshold=0.1)
+    got = audit_table(shuffled, manifest.take(rng.permutation(n)), n_boot=200, seed=0, flag_threshold=0.1)
+    pd.testing.assert_frame_equal(got, expected)

@@ -76,7 +76,11 @@ def _labelled(qa: pa.Table, manifest: pa.Table) -> pd.DataFrame:
     labels = manifest.select(list(LABEL_COLUMNS)).to_pandas()
     labels["label"] = (labels["label"] == "positive").astype(int)
     features = qa.to_pandas().astype({"sample_id": str})
-    return features.merge(labels.astype({"sample_id": str}), on="sample_id", how="inner")
+    labelled = features.merge(labels.astype({"sample_id": str}), on="sample_id", how="inner")
+    # the bootstrap draws weights by row position, so the rows go in a fixed order: a table read back
+    # from the warehouse comes in scan order, which varies between builds and moved intervals (and a
+    # flag at the threshold) between two builds of the same cutouts
+    return labelled.sort_values(["sample_id", "band"], kind="stable", ignore_index=True)
 
 
 def audit_table(
