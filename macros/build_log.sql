@@ -24,6 +24,8 @@
         'cutout_neighbour_radius_arcsec', 'cutout_negatives_per_positive', 'cutout_match_scales',
         'mosaic_per_group', 'gallery_per_group', 'audit_n_boot', 'audit_flag_threshold',
         'finder_weight_tier_a', 'finder_weight_tier_b', 'finder_weight_negative',
+        'finder_simulated_lenses', 'finder_simulated_theta_e_arcsec', 'finder_simulated_min_arc_snr',
+        'finder_weight_simulated', 'finder_simulated_seed',
         'finder_tier_b_label_smoothing', 'finder_archs', 'finder_crop', 'finder_shift_px',
         'finder_max_epochs', 'finder_patience', 'finder_batch_size', 'finder_lr', 'finder_weight_decay',
         'finder_seed', 'finder_epoch_negatives', 'finder_positive_repeats', 'finder_max_nonfinite_frac', 'finder_device',

@@ -4,10 +4,11 @@ Why: every build writes a DuckLake snapshot per model (~0.5 GB of Parquet per fu
 cutout files; nothing was ever removed.  Retained builds are the newest ``keep`` builds plus the
 current (served) build.  Collected:
 
-* cutout files under the cutout roots of this warehouse that no retained build's ``cutouts`` table
-  references (the store is keyed by content, so a file shared by a retained build stays). The roots
-  are the current one and those recorded by builds that lie inside this warehouse's home: a copied
-  warehouse records its original's store, which gc of the copy must never touch;
+* cutout files under the cutout roots of this warehouse that no retained build's ``cutouts`` or
+  ``simulated_lenses`` table references (the store is keyed by content, so a file shared by a
+  retained build stays). The roots are the current one and those recorded by builds that lie
+  inside this warehouse's home: a copied warehouse records its original's store, which gc of the
+  copy must never touch;
 * DuckLake snapshots other than the retained builds' and the newest, then the Parquet files only
   those snapshots used (``ducklake_expire_snapshots`` + ``ducklake_cleanup_old_files``);
 * cutout report folders (``reports/cutouts/<invocation>``, ``build-<id>`` links) of dropped builds.
@@ -91,17 +92,24 @@ def _retained(builds: list[Build], keep: int) -> tuple[list[Build], Build | None
     return sorted(kept.values(), key=lambda b: b.build_id), served
 
 
+#: Tables whose rows name files in the cutout store, and the column that does: the fetched cutouts
+#: and the simulated training lenses (stronglens.training.simulations).
+STORE_TABLES = (("cutouts", "path"), ("simulated_lenses", "cutout_path"))
+
+
 def _cutout_paths(con: duckdb.DuckDBPyConnection, roots: set[str]) -> tuple[int, set[str]]:
-    """How many files a build's ``cutouts`` table references, and where: its relative paths resolved
-    under each of ``roots`` (the build's recorded root and the current one: a superset only ever
-    keeps more)."""
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = ? and table_name = 'cutouts'",
-        [LAKE_ALIAS],
-    ).fetchone()[0]
-    if not exists:
-        return 0, set()
-    stored = [r[0] for r in con.execute("select path from cutouts where path is not null").fetchall()]
+    """How many store files a build's tables (:data:`STORE_TABLES`) reference, and where: their
+    relative paths resolved under each of ``roots`` (the build's recorded root and the current one:
+    a superset only ever keeps more)."""
+    stored: list[str] = []
+    for table, column in STORE_TABLES:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_catalog = ? and table_name = ?",
+            [LAKE_ALIAS, table],
+        ).fetchone()[0]
+        if exists:
+            query = f"select {column} from {table} where {column} is not null"
+            stored += [r[0] for r in con.execute(query).fetchall()]
     return len(stored), {os.path.normpath(resolve_uri(path, root)) for path in stored for root in roots}
 
 

@@ -1,5 +1,6 @@
-"""``finder_runs``: train (or reuse) the lens finder(s) on training_manifest; one row per run.
-Thin: the work is stronglens.training.runs.runs_table (training in stronglens.training.train)."""
+"""``finder_runs``: train (or reuse) the lens finder(s) on training_manifest plus simulated_lenses;
+one row per run.  Thin: the work is stronglens.training.runs.runs_table (training in
+stronglens.training.train)."""
 
 
 def model(dbt, session):
@@ -8,4 +9,5 @@ def model(dbt, session):
 
     settings = settings_from_json(dbt.config.get("finder_settings"))
     manifest = dbt.ref("training_manifest").to_arrow_table()
-    return runs_table(manifest, settings, invocation_id=dbt.config.get("invocation_id"))
+    simulated = dbt.ref("simulated_lenses").to_arrow_table()
+    return runs_table(manifest, settings, dbt.config.get("invocation_id"), simulated)

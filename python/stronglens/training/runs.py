@@ -39,6 +39,7 @@ RUNS_SCHEMA = pa.schema(
         pa.field("train_images_per_s", pa.float64()),
         pa.field("resumed_from_epoch", pa.int32()),
         pa.field("n_train", pa.int64()),
+        pa.field("n_train_simulated", pa.int64()),
         pa.field("n_val", pa.int64()),
         pa.field("n_test", pa.int64()),
         pa.field("run_dir", pa.string()),
@@ -122,13 +123,19 @@ def settings_from_json(text: str) -> FinderSettings:
     )
 
 
-def runs_table(manifest: pa.Table, settings: FinderSettings, invocation_id: str) -> pa.Table:
-    """Train or reuse the configured runs; one ``finder_runs`` row each.  An empty manifest (e.g.
-    ``dbt build --empty``) yields an empty table: there is nothing to train, and the quality gate
-    (training_manifest row count, metrics present) fails such a build."""
+def runs_table(
+    manifest: pa.Table,
+    settings: FinderSettings,
+    invocation_id: str,
+    simulated: pa.Table | None = None,
+) -> pa.Table:
+    """Train or reuse the configured runs on the manifest plus the simulated lenses; one
+    ``finder_runs`` row each.  An empty manifest (e.g. ``dbt build --empty``) yields an empty table:
+    there is nothing to train, and the quality gate (training_manifest row count, metrics present)
+    fails such a build."""
     if manifest.num_rows == 0:
         return RUNS_SCHEMA.empty_table()
-    runs = train_finders(manifest, settings.configs, settings.options)
+    runs = train_finders(manifest, settings.configs, settings.options, simulated)
     primary = runs[-1]["run_id"]
     rows = [
         {
@@ -149,6 +156,7 @@ def runs_table(manifest: pa.Table, settings: FinderSettings, invocation_id: str)
             "train_images_per_s": r["train_images_per_s"],
             "resumed_from_epoch": r["resumed_from_epoch"],
             "n_train": r["n_train"],
+            "n_train_simulated": r.get("n_train_simulated", 0),
             "n_val": r["n_val"],
             "n_test": r["n_test"],
             "run_dir": str(Path(r["checkpoint_path"]).parent),

@@ -127,6 +127,8 @@ class TrainingSet:
     target: np.ndarray
     weight: np.ndarray
     manifest_hash: str
+    #: True for the simulated lenses (train split only): trained on, never scored into scores.parquet.
+    simulated: np.ndarray
     windows: torch.Tensor | None = None
 
     def indices(self, split: str, label: int | None = None) -> np.ndarray:
@@ -148,13 +150,43 @@ def manifest_hash(manifest: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def prepare(manifest: pa.Table, options: RunOptions) -> TrainingSet:
-    """Validate the manifest (columns, splits, both classes where training needs them)."""
+def with_simulated(manifest: pa.Table, simulated: pa.Table | None) -> tuple[pa.Table, np.ndarray]:
+    """The manifest's rows followed by the simulated lenses' (``simulated_lenses``), as one table of
+    :data:`MANIFEST_COLUMNS`, and the mask of the simulated rows.  Simulated lenses are train-split
+    positives only: one anywhere else would leak injections into model selection or the test."""
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.column_names]
     if missing:
         raise TrainingDataError(f"training_manifest lacks columns {missing}; rebuild it")
+    if simulated is None or simulated.num_rows == 0:
+        return manifest, np.zeros(manifest.num_rows, dtype=bool)
+    missing = [c for c in MANIFEST_COLUMNS if c not in simulated.column_names]
+    if missing:
+        raise TrainingDataError(f"simulated_lenses lacks columns {missing}; rebuild it")
+    bad = pc.or_(pc.not_equal(simulated.column("split"), "train"), pc.not_equal(simulated.column("label"), 1))
+    if pc.any(pc.fill_null(bad, True)).as_py():
+        raise TrainingDataError(
+            "simulated_lenses has rows outside the train split or not labelled 1; simulated lenses may "
+            "only be train positives -- rebuild simulated_lenses"
+        )
+    # weights and targets as floats: the manifest's decimals cannot hold every simulated weight
+    schema = pa.schema(
+        [
+            pa.field(c, pa.float64()) if c in ("target", "sample_weight") else manifest.schema.field(c)
+            for c in MANIFEST_COLUMNS
+        ]
+    )
+    real = manifest.select(list(MANIFEST_COLUMNS)).cast(schema)
+    sims = simulated.select(list(MANIFEST_COLUMNS)).cast(schema)
+    mask = np.r_[np.zeros(real.num_rows, dtype=bool), np.ones(sims.num_rows, dtype=bool)]
+    return pa.concat_tables([real, sims]), mask
+
+
+def prepare(manifest: pa.Table, options: RunOptions, simulated: pa.Table | None = None) -> TrainingSet:
+    """Validate the manifest (columns, splits, both classes where training needs them) and append
+    the simulated lenses (:func:`with_simulated`)."""
     if manifest.num_rows == 0:
         raise TrainingDataError("training_manifest is empty: no QA-passed cutouts to train on")
+    manifest, is_simulated = with_simulated(manifest, simulated)
     split = np.asarray(manifest.column("split").to_pylist(), dtype=object)
     label = np.asarray(manifest.column("label").to_numpy(zero_copy_only=False), dtype=np.int64)
     for name in ("train", "val"):
@@ -175,7 +207,7 @@ def prepare(manifest: pa.Table, options: RunOptions) -> TrainingSet:
         raise TrainingDataError("training_manifest has non-positive weights or targets outside [0, 1]")
     ids = [str(s) for s in manifest.column("sample_id").to_pylist()]
     uris = [resolve_uri(p, options.cutout_root) for p in manifest.column("cutout_path").to_pylist()]
-    return TrainingSet(ids, uris, split, label, targets, weights, manifest_hash(manifest))
+    return TrainingSet(ids, uris, split, label, targets, weights, manifest_hash(manifest), is_simulated)
 
 
 def run_key(config: TrainConfig, data_hash: str) -> str:
@@ -396,6 +428,7 @@ def train_one(data: TrainingSet, config: TrainConfig, options: RunOptions, run_d
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(),
         "n_train": len(data.indices("train")),
+        "n_train_simulated": int(data.simulated.sum()),
         "n_val": len(val),
         "n_test": len(data.indices("test")),
         "members": [],
@@ -415,18 +448,22 @@ def _model_payload(model: torch.nn.Module, config: TrainConfig, run_id: str) -> 
 
 
 def _write_scores(run_dir: Path, data: TrainingSet, scores: np.ndarray, embeddings: np.ndarray) -> None:
+    """Scores and embeddings of the manifest's samples (the simulated lenses are left out: every
+    consumer -- metrics, thresholds, the realism probe -- is about catalogue samples)."""
+    real = np.flatnonzero(~data.simulated)
+    ids = [data.sample_ids[i] for i in real]
     pq.write_table(
         pa.table(
             {
-                "sample_id": data.sample_ids,
-                "split": data.split.tolist(),
-                "score": pa.array(scores, pa.float32()),
+                "sample_id": ids,
+                "split": data.split[real].tolist(),
+                "score": pa.array(scores[real], pa.float32()),
             }
         ),
         run_dir / "scores.parquet",
     )
     tmp = run_dir / ".embeddings.part.npz"
-    np.savez(tmp, sample_id=np.asarray(data.sample_ids), embedding=embeddings.astype(np.float32))
+    np.savez(tmp, sample_id=np.asarray(ids), embedding=embeddings[real].astype(np.float32))
     os.replace(tmp, run_dir / "embeddings.npz")
 
 
@@ -488,6 +525,7 @@ def ensemble(members: list[dict], root: Path, retrain: bool) -> dict:
         "started_at": datetime.now(UTC).isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "n_train": members[0]["n_train"],
+        "n_train_simulated": members[0].get("n_train_simulated", 0),
         "n_val": members[0]["n_val"],
         "n_test": members[0]["n_test"],
         "members": [m["run_id"] for m in members],
@@ -496,10 +534,17 @@ def ensemble(members: list[dict], root: Path, retrain: bool) -> dict:
     return {**_finish(run_dir, summary), "reused": False}
 
 
-def train_finders(manifest: pa.Table, configs: list[TrainConfig], options: RunOptions) -> list[dict]:
+def train_finders(
+    manifest: pa.Table,
+    configs: list[TrainConfig],
+    options: RunOptions,
+    simulated: pa.Table | None = None,
+) -> list[dict]:
     """Train or reuse one run per config (one per architecture), plus the ensemble when there are
-    several; return the run summaries (``reused`` says whether this call trained)."""
-    data = prepare(manifest, options)
+    several; return the run summaries (``reused`` says whether this call trained).  ``simulated``
+    (``simulated_lenses``) adds train-split positives; they enter the manifest hash, so other
+    simulated lenses mean another run."""
+    data = prepare(manifest, options, simulated)
     if len({c.preprocessing for c in configs}) > 1:
         raise ValueError("all architectures of one build share the crop and preprocessing")
     options.root.mkdir(parents=True, exist_ok=True)
