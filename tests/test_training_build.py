@@ -1,6 +1,7 @@
-"""The training marts end to end on the synthetic sky: manifest -> finder_runs -> finder_scores ->
-finder_metrics, the quality suites, `stronglens finder`, reuse on rebuild, and the test split's
-metrics coming only from samples the model never trained on."""
+"""The training marts end to end on the synthetic sky: manifest (+ simulated lenses) -> finder_runs ->
+finder_scores -> finder_metrics (with theta_E populations from lens_truth), the quality suites,
+`stronglens finder`, reuse on rebuild, and the test split's metrics coming only from samples the
+model never trained on."""
 
 from __future__ import annotations
 
@@ -86,9 +87,25 @@ def test_test_metrics_come_from_unseen_samples(trained_home: Path) -> None:
     (run_dir,) = _frame(trained_home, "select run_dir from finder_runs").run_dir
     trained_on = set(pq.read_table(Path(run_dir) / "train_samples.parquet")["sample_id"].to_pylist())
     manifest = _frame(trained_home, "select sample_id, split from training_manifest")
+    simulated = set(_frame(trained_home, "select sample_id from simulated_lenses").sample_id)
     test_ids = set(manifest[manifest.split == "test"].sample_id)
     assert trained_on and test_ids and not trained_on & test_ids
-    assert trained_on <= set(manifest[manifest.split == "train"].sample_id)
+    assert trained_on <= set(manifest[manifest.split == "train"].sample_id) | simulated
+
+
+def test_simulated_lenses_sit_on_train_negatives_and_are_trained_on(trained_home: Path) -> None:
+    lenses = _frame(
+        trained_home,
+        "select s.*, m.split as host_split, m.label as host_label from simulated_lenses s "
+        "left join training_manifest m on m.sample_id = s.host_sample_id",
+    )
+    assert len(lenses) > 0 and (lenses.host_split == "train").all() and (lenses.host_label == 0).all()
+    assert lenses.theta_e_arcsec.between(0.5, 3.5).all() and (lenses.arc_snr >= 20).all()
+    (run,) = _frame(trained_home, "select n_train, n_train_simulated from finder_runs").itertuples()
+    n_train = _frame(trained_home, "select count(*) as n from training_manifest where split = 'train'").n[0]
+    assert run.n_train_simulated == len(lenses) and run.n_train == n_train + len(lenses)
+    populations = set(_frame(trained_home, "select distinct population from finder_metrics").population)
+    assert any(p.startswith("theta_e:[") for p in populations), populations
 
 
 def test_quality_suites_and_cli(trained_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -100,7 +117,7 @@ def test_quality_suites_and_cli(trained_home: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(THRESHOLDS_ENV, str(tmp_path / "thresholds.yml"))
     report = quality.run_check()
     outcomes = {s.suite: s for s in report.suites}
-    for suite in ("training_manifest", "finder_metrics", "finder_runs"):
+    for suite in ("training_manifest", "simulated_lenses", "finder_metrics", "finder_runs"):
         assert outcomes[suite].success and outcomes[suite].evaluated > 0, outcomes[suite].lines()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

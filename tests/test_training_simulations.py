@@ -156,3 +156,21 @@ def test_gc_keeps_the_files_simulated_lenses_references() -> None:
     con.execute("create table simulated_lenses as select 'simulated/k/sim-1.npz' as cutout_path")
     count, found = _cutout_paths(con, {"/root"})
     assert count == 2 and found == {"/root/a/1.npz", "/root/simulated/k/sim-1.npz"}
+
+
+def test_gallery_shows_each_theta_e_bin(
+    store: tuple[Path, pa.Table], lenses: pa.Table, tmp_path: Path
+) -> None:
+    import matplotlib.image
+
+    from stronglens.training.reports import plot_simulated_lenses
+
+    root, _ = store
+    path = plot_simulated_lenses(lenses.to_pandas(), str(root), 101, str(tmp_path), per_row=3)
+    assert path is not None and path.name == "simulated_lenses.png"
+    n_bins = len(set(np.floor(lenses.column("theta_e_arcsec").to_numpy() / 0.5)))
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert height == pytest.approx(n_bins * 1.25 * 110, abs=2) and width == pytest.approx(
+        3 * 1.1 * 110, abs=2
+    )
+    assert plot_simulated_lenses(lenses.to_pandas().iloc[:0], str(root), 101, str(tmp_path)) is None

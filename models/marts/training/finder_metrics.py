@@ -10,7 +10,7 @@ def model(dbt, session):
         runs=dbt.ref("finder_runs").to_arrow_table(),
         scores=dbt.ref("finder_scores").to_arrow_table(),
         manifest=dbt.ref("training_manifest").to_arrow_table(),
-        session=session,
+        lens_truth=dbt.ref("lens_truth").project("sample_id, theta_e_arcsec").to_arrow_table(),
         settings_json=dbt.config.get("finder_settings"),
         report_dir=dbt.config.get("report_dir"),
     )

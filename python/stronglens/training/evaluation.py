@@ -176,29 +176,18 @@ def metrics_table(
     return pa.Table.from_pylist(rows, schema=METRICS_SCHEMA)
 
 
-def read_lens_truth(session: object) -> pa.Table | None:
-    """``lens_truth`` (realism's per-positive truth: theta_E ...) from the build's session when the
-    table exists; None otherwise (the theta_E populations are then left out)."""
-    try:
-        found = session.sql(  # type: ignore[attr-defined]
-            "select count(*) from information_schema.tables where table_name = 'lens_truth'"
-        ).fetchone()[0]
-        if not found:
-            return None
-        return session.sql("select * from lens_truth").to_arrow_table()  # type: ignore[attr-defined]
-    except Exception:
-        return None
-
-
 def finder_metrics_model(
     runs: pa.Table,
     scores: pa.Table,
     manifest: pa.Table,
-    session: object,
+    lens_truth: pa.Table | None,
     settings_json: str,
     report_dir: str,
 ) -> pa.Table:
-    """What the ``finder_metrics`` model does: metrics of every run, then its PNG reports."""
+    """What the ``finder_metrics`` model does: metrics of every run, then its PNG reports.
+
+    ``lens_truth`` (the synthetic positives' theta_E; empty for real-data sources, then passed as
+    None) adds the theta_E populations."""
     from stronglens.training.reports import write_reports
     from stronglens.training.runs import settings_from_json
 
@@ -211,7 +200,8 @@ def finder_metrics_model(
         calibration_bins=finder.calibration_bins,
         seed=finder.configs[0].seed,
     )
-    table = metrics_table(scores, manifest, read_lens_truth(session), settings)
+    truth = lens_truth if lens_truth is not None and lens_truth.num_rows else None
+    table = metrics_table(scores, manifest, truth, settings)
     if table.num_rows:
         frame = labelled_scores(scores, manifest, None)
         write_reports(

@@ -208,6 +208,39 @@ def plot_gallery(
     return _save(fig, out / "gallery.png")
 
 
+def plot_simulated_lenses(
+    lenses: pd.DataFrame,
+    cutout_root: str | None,
+    cutout_size: int,
+    out_dir: str,
+    per_row: int = 8,
+    bin_width: float = 0.5,
+) -> Path | None:
+    """``simulated_lenses.png``: the first ``per_row`` simulated training lenses of each theta_E bin
+    (``bin_width`` arcsec), labelled with theta_E and arc S/N, so what the finder was taught to call
+    a lens can be looked at next to the catalogue's positives (the cutout galleries)."""
+    if lenses.empty:
+        return None
+    bins = np.floor(lenses.theta_e_arcsec.to_numpy() / bin_width).astype(int)
+    chosen = lenses.assign(bin=bins).groupby("bin", sort=True).head(per_row)
+    uris = [resolve_uri(p, cutout_root) for p in chosen.cutout_path]
+    images = _rgb(read_images(chosen.sample_id.tolist(), uris, cutout_size))
+    rows = sorted(chosen.bin.unique())
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row * 1.1, len(rows) * 1.25), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, b in enumerate(rows):
+        idx = np.flatnonzero((chosen.bin == b).to_numpy())
+        axes[r, 0].set_title(f'theta_E {b * bin_width:g}-{(b + 1) * bin_width:g}"', fontsize=7, loc="left")
+        for c, i in enumerate(idx):
+            axes[r, c].imshow(images[i], origin="lower")
+            row = chosen.iloc[i]
+            axes[r, c].text(
+                2, 2, f'{row.theta_e_arcsec:.2f}" S/N {row.arc_snr:.0f}', fontsize=5, color="yellow"
+            )
+    return _save(fig, Path(out_dir) / "simulated_lenses.png")
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
