@@ -211,7 +211,8 @@ def test_epochs_repeat_every_positive_and_draw_the_negatives() -> None:
 
     split = np.array(["train"] * 30 + ["val"] * 5 + ["test"] * 5)
     label = np.array(([1] * 6 + [0] * 24) + [1, 0, 0, 0, 0] * 2)
-    data = TrainingSet([str(i) for i in range(40)], [""] * 40, split, label, label * 1.0, np.ones(40), "h")
+    ids = [str(i) for i in range(40)]
+    data = TrainingSet(ids, [""] * 40, split, label, label * 1.0, np.ones(40), "h", np.zeros(40, bool))
     cfg = config(positive_repeats=3, epoch_negatives=10)
     first, second = epoch_indices(data, cfg, 0), epoch_indices(data, cfg, 1)
     for order in (first, second):
