@@ -208,6 +208,10 @@ def plot_gallery(
     return _save(fig, out / "gallery.png")
 
 
+#: Side (px) of the simulated-lens gallery's thumbnails.
+GALLERY_CROP_PIX = 48
+
+
 def plot_simulated_lenses(
     lenses: pd.DataFrame,
     cutout_root: str | None,
@@ -224,7 +228,10 @@ def plot_simulated_lenses(
     bins = np.floor(lenses.theta_e_arcsec.to_numpy() / bin_width).astype(int)
     chosen = lenses.assign(bin=bins).groupby("bin", sort=True).head(per_row)
     uris = [resolve_uri(p, cutout_root) for p in chosen.cutout_path]
-    images = _rgb(read_images(chosen.sample_id.tolist(), uris, cutout_size))
+    images = read_images(chosen.sample_id.tolist(), uris, cutout_size)
+    # the central 12.6" (48 px), where every arc of theta_E <= 3.5" lies, stretched on its own pixels
+    start = max((cutout_size - GALLERY_CROP_PIX) // 2, 0)
+    images = _rgb(images[:, start : start + GALLERY_CROP_PIX, start : start + GALLERY_CROP_PIX])
     rows = sorted(chosen.bin.unique())
     fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row * 1.1, len(rows) * 1.25), squeeze=False)
     for ax in axes.ravel():
