@@ -51,7 +51,7 @@ from stronglens.cutouts.store import (
     write_cutout,
 )
 from stronglens.injection.hosts import pixel_noise_sigma
-from stronglens.injection.priors import load_priors
+from stronglens.injection.priors import Priors, load_priors
 from stronglens.injection.render import RenderSettings, arc_truth, paste, render_arcs
 from stronglens.injection.sampling import draw_arc_params
 
@@ -126,10 +126,10 @@ class SimulationSettings:
             )
 
 
-def simulation_key(settings: SimulationSettings, hosts: pa.Table) -> str:
+def simulation_key(settings: SimulationSettings, hosts: pa.Table, priors: Priors) -> str:
     """12 hex digits over everything that decides the pixels: settings, priors and host files."""
     spec = asdict(replace(settings, batch_size=0))
-    spec["priors"] = load_priors(settings.priors_file).to_dict()
+    spec["priors"] = priors.to_dict()
     spec["priors_file"] = None
     spec["hosts"] = [
         f"{s}:{h}"
@@ -181,16 +181,18 @@ def simulate_lenses(
     if settings.count == 0 or hosts.num_rows == 0:
         return SIMULATED_SCHEMA.empty_table()
     _check_hosts(hosts)
-    key = simulation_key(settings, hosts)
+    priors = load_priors(settings.priors_file)
+    key = simulation_key(settings, hosts, priors)
     col = {c: hosts.column(c).to_numpy(zero_copy_only=False) for c in HOST_COLUMNS}
     psf = np.stack([col[f"psfsize_{b}"].astype(np.float64) for b in "grz"], axis=1)
     noise_r = pixel_noise_sigma(psf[:, 1], col["psfdepth_r"].astype(np.float64))
     rng = np.random.Generator(np.random.PCG64([settings.seed, 0]))
     theta_e = rng.uniform(*settings.theta_e_range, hosts.num_rows)
-    params, extra = draw_arc_params(theta_e, load_priors(settings.priors_file), settings.seed)
+    params, extra = draw_arc_params(theta_e, priors, settings.seed)
 
     kept_rows: list[int] = []
     truth_kept: dict[str, list[float]] = {"magnification": [], "lensed_mag_r": [], "arc_snr": []}
+    sample_ids: list[str] = []
     paths: list[str] = []
     digests: list[str] = []
     pool = ThreadPoolExecutor(max_workers=max(1, threads))
@@ -212,10 +214,12 @@ def simulate_lenses(
                 rendered.stamps[torch.as_tensor(keep)],
                 rendered.half,
             ).numpy()
-            names = [f"{STORE_FOLDER}/{key}/sim-{col['sample_id'][r]}.npz" for r in rows]
+            ids = [f"sim-{col['sample_id'][r]}" for r in rows]
+            names = [f"{STORE_FOLDER}/{key}/{sample_id}.npz" for sample_id in ids]
             metas = [replace(meta, cutout_url=f"simulated:{key}:{meta.cutout_url}") for _, meta in read]
             uris_out = [resolve_uri(name, cutout_root) for name in names]
             digests += list(pool.map(_write_if_changed, uris_out, list(images), metas))
+            sample_ids += ids
             paths += names
             kept_rows += rows.tolist()
             for name in truth_kept:
@@ -233,7 +237,7 @@ def simulate_lenses(
     n = idx.size
     return pa.table(
         {
-            "sample_id": [f"sim-{s}" for s in col["sample_id"][idx]],
+            "sample_id": sample_ids,
             "host_sample_id": col["sample_id"][idx].astype(str).tolist(),
             "galaxy_id": pa.array(col["galaxy_id"][idx], pa.int64()),
             "split": ["train"] * n,
